@@ -1,0 +1,55 @@
+"""Workbench: a notebook-centric MLOps workbench.
+
+    import workbench as wb
+    wb.init()
+    wb.snapshot("wine", df)                 # register a data snapshot
+    wb.sql("select * from snapshot('wine@1')")
+
+The public API is re-exported here lazily (so `import workbench` stays fast); each name lives
+in exactly one module, listed in `_EXPORTS`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+#: public name -> "module:attribute"
+_EXPORTS: dict[str, str] = {
+    # workspace
+    "init": "workbench.api:init",
+    "use": "workbench.api:use",
+    "Workspace": "workbench.workspace:Workspace",
+    # errors
+    "WorkbenchError": "workbench.errors:WorkbenchError",
+    "ValidationError": "workbench.errors:ValidationError",
+    "NotFoundError": "workbench.errors:NotFoundError",
+    # snapshots
+    "snapshot": "workbench.api:snapshot",
+    "snapshots": "workbench.api:snapshots",
+    "get_snapshot": "workbench.snapshots.store:get",
+    "load_snapshot": "workbench.api:load_snapshot",
+    "diff_snapshots": "workbench.snapshots.differ:diff",
+    "export_snapshot": "workbench.snapshots.store:export",
+    "sql": "workbench.snapshots.query:sql",
+    # audit
+    "audit_log": "workbench.audit:entries",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    target = _EXPORTS.get(name)
+    if target is None:
+        raise AttributeError(f"module 'workbench' has no attribute {name!r}")
+    module_name, _, attribute = target.partition(":")
+    value = getattr(importlib.import_module(module_name), attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,0 +1,58 @@
+"""Convenience functions of the top-level Python API that are more than a re-export.
+
+They only adapt arguments (a workspace given as a path, a friendlier signature) and then call
+the one library function that owns the concept.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pandas as pd
+
+from workbench.snapshots import store
+from workbench.workspace import Workspace, init_workspace, open_workspace, use_workspace
+
+
+def init(home: str | os.PathLike[str] | None = None) -> Workspace:
+    """Create (or open) a workspace and make it the default for this process."""
+    ws = init_workspace(home)
+    use_workspace(ws)
+    return ws
+
+
+def use(home: str | os.PathLike[str] | Workspace | None) -> Workspace | None:
+    """Point the Python API at an existing workspace (None: find it from cwd/env again)."""
+    ws = home if isinstance(home, Workspace) or home is None else open_workspace(home)
+    use_workspace(ws)
+    return ws
+
+
+def snapshot(
+    name: str,
+    data: Any = None,
+    *,
+    sql: str | None = None,
+    description: str | None = None,
+    expect: dict[str, Any] | str | os.PathLike[str] | None = None,
+) -> store.Snapshot:
+    """Register a DataFrame, a CSV/Parquet path, or `sql=` query result as snapshot `name`."""
+    return store.register(name, data, sql=sql, description=description, expectations=expect)
+
+
+def snapshots(name: str | None = None, all_versions: bool = False) -> pd.DataFrame:
+    """A table of registered snapshots (latest version per name unless `all_versions`)."""
+    rows = [
+        {"ref": s.ref, "name": s.name, "version": s.version, "rows": s.row_count,
+         "columns": len(s.columns), "bytes": s.byte_size, "created_at": s.created_at,
+         "creator": s.creator, "description": s.description, "hash": s.content_hash[:12]}
+        for s in store.list_snapshots(name, all_versions)
+    ]  # fmt: skip
+    return pd.DataFrame(rows, columns=["ref", "name", "version", "rows", "columns", "bytes",
+                                       "created_at", "creator", "description", "hash"])  # fmt: skip
+
+
+def load_snapshot(ref: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """Load a snapshot as a DataFrame; inside a tracked run this also records lineage."""
+    return store.load(ref, columns=columns)

@@ -1,0 +1,84 @@
+"""The audit log: who changed what, when and why.
+
+`record()` is called inside the same catalog transaction as the change it describes, so an
+entry exists exactly when the change does. The log is append-only through this API: nothing in
+Workbench updates or deletes audit rows.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import duckdb
+
+from workbench.catalog import connect
+from workbench.identity import current_user
+from workbench.workspace import Workspace, current_workspace
+
+
+@dataclass
+class AuditEntry:
+    id: int
+    occurred_at: datetime
+    actor: str
+    action: str
+    target: str
+    details: dict[str, Any] | None
+    reason: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "occurred_at": self.occurred_at.isoformat()}
+
+
+def record(
+    con: duckdb.DuckDBPyConnection,
+    action: str,
+    target: str,
+    details: dict[str, Any] | None = None,
+    reason: str | None = None,
+    actor: str | None = None,
+) -> None:
+    """Append one entry using the caller's open transaction."""
+    con.execute(
+        "INSERT INTO audit (occurred_at, actor, action, target, details, reason) VALUES (?, ?, ?, ?, ?, ?)",
+        [datetime.now(timezone.utc), actor or current_user(), action, target,
+         json.dumps(details, default=str) if details is not None else None, reason],
+    )  # fmt: skip
+
+
+def entries(
+    target: str | None = None,
+    action: str | None = None,
+    since: datetime | None = None,
+    limit: int | None = None,
+    ws: Workspace | None = None,
+) -> list[AuditEntry]:
+    """Audit entries, oldest first; `target` matches exactly or as a `name@...` prefix."""
+    clauses, params = [], []
+    if target:
+        clauses.append("(target = ? OR starts_with(target, ?))")
+        params += [target, target + "@"]
+    if action:
+        clauses.append("action = ?")
+        params.append(action)
+    if since:
+        clauses.append("occurred_at >= ?")
+        params.append(since)
+    where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+    tail = ""
+    if limit is not None:
+        tail = "LIMIT ?"
+        params.append(int(limit))
+    with connect(ws or current_workspace()) as con:
+        rows = con.execute(
+            f"SELECT id, occurred_at, actor, action, target, details, reason FROM audit {where} "
+            f"ORDER BY id {tail}",
+            params,
+        ).fetchall()
+    return [
+        AuditEntry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]) if r[5] else None, r[6])
+        for r in rows
+    ]

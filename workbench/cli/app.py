@@ -1,0 +1,101 @@
+"""The root `workbench` command: global options, error handling and output helpers.
+
+Commands are thin: they parse arguments, call one library function and print the result as a
+rich table for people or as JSON (`--json`) for scripts. A `WorkbenchError` becomes a one-line
+message on stderr and exit code 2 (3 when the store stayed busy); nothing else is caught, so a
+real bug keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from workbench.errors import WorkbenchError
+from workbench.workspace import ENV_HOME, Workspace, open_workspace
+
+app = typer.Typer(
+    name="workbench",
+    help="Workbench: data snapshots, tracked notebook runs, model registry and serving.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+console = Console()
+err_console = Console(stderr=True)
+
+JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON.")
+
+
+@app.callback()
+def _root(
+    home: Optional[str] = typer.Option(
+        None, "--home", help=f"Workspace folder (default: ${ENV_HOME} or the nearest .workbench/)."
+    ),
+    version: bool = typer.Option(False, "--version", help="Show the version and exit."),
+) -> None:
+    if version:
+        from workbench import __version__
+
+        console.print(f"workbench {__version__}")
+        raise typer.Exit()
+    if home:
+        # Through the environment so that kernels and workers started from here see it too.
+        os.environ[ENV_HOME] = os.path.abspath(os.path.expanduser(home))
+
+
+def workspace() -> Workspace:
+    return open_workspace()
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    return str(value)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, default=_default, indent=2) + "\n")
+
+
+def print_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    table = Table(title=title, header_style="bold")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    console.print(table)
+
+
+def fail(message: str, hint: str | None = None) -> None:
+    """Stop the command with a user-facing error (exit code 2)."""
+    raise WorkbenchError(message, hint)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `workbench` console script."""
+    from workbench.cli import commands  # noqa: F401  (registers every command on `app`)
+
+    try:
+        app(args=argv, standalone_mode=True)
+    except WorkbenchError as exc:
+        err_console.print(f"[bold red]Error:[/] {exc.message}", highlight=False, soft_wrap=True)
+        if exc.hint:
+            err_console.print(f"[dim]{exc.hint}[/]", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("Interrupted.")
+        sys.exit(130)

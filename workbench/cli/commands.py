@@ -1,0 +1,3 @@
+"""Imports every command module so that each registers its commands on the root app."""
+
+from workbench.cli import snapshot_cmds, workspace_cmds  # noqa: F401

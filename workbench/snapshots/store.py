@@ -1,0 +1,275 @@
+"""Registering, finding, loading and exporting snapshots.
+
+Registration does the heavy work outside the catalog: the source is streamed to a Parquet file
+in the workspace's scratch folder, validated, hashed and profiled by a scratch DuckDB engine,
+then moved whole into the blob store. Only then does one short catalog transaction assign the
+next version number (or find the existing version with the same content hash) and insert the
+row. A crash at any point leaves either no snapshot or a complete one; at worst an orphan blob,
+which `workbench doctor` removes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from workbench import audit, blobs
+from workbench.catalog import connect, transaction
+from workbench.errors import DataSourceError, NotFoundError, ValidationError, WorkbenchError
+from workbench.identity import current_user
+from workbench.names import Ref, parse_ref, validate_name
+from workbench.snapshots import expectations as expect
+from workbench.snapshots.engine import engine, quote_literal
+from workbench.snapshots.profile import content_hash, profile, read_columns
+from workbench.snapshots.sources import relation_sql, source_from, write_parquet
+from workbench.workspace import Workspace, current_workspace
+
+_COLUMNS = (
+    "name, version, content_hash, created_at, creator, source, description, row_count, "
+    "byte_size, columns, profile, blob"
+)
+
+
+@dataclass
+class Snapshot:
+    """Metadata of one snapshot version (the data stays in its Parquet blob)."""
+
+    name: str
+    version: int
+    content_hash: str
+    created_at: datetime
+    creator: str
+    source: str
+    description: str | None
+    row_count: int
+    byte_size: int
+    columns: list[dict[str, str]]
+    profile: dict[str, dict[str, Any]]
+    blob: str
+    #: False when registration found identical content already registered under this name.
+    created: bool = field(default=True, compare=False)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["created_at"] = self.created_at.isoformat()
+        data["ref"] = self.ref
+        return data
+
+    def __repr__(self) -> str:
+        return f"<Snapshot {self.ref} rows={self.row_count} cols={len(self.columns)}>"
+
+
+def _from_row(row: tuple) -> Snapshot:
+    values = list(row)
+    values[9] = json.loads(values[9])
+    values[10] = json.loads(values[10])
+    return Snapshot(*values)
+
+
+def _ws(ws: Workspace | None) -> Workspace:
+    return ws or current_workspace()
+
+
+def register(
+    name: str,
+    data: Any = None,
+    *,
+    sql: str | None = None,
+    description: str | None = None,
+    expectations: dict[str, Any] | str | os.PathLike[str] | None = None,
+    ws: Workspace | None = None,
+) -> Snapshot:
+    """Register `data` (DataFrame or CSV/Parquet path) or the result of `sql` as `name@next`.
+
+    Identical content already registered under `name` returns that version (`created=False`).
+    Failing expectations raise `ValidationError` (with `.report`) and register nothing.
+    """
+    validate_name(name, "snapshot name")
+    ws = _ws(ws)
+    source = source_from(data, sql)
+    spec = expect.load_expectations(expectations)
+    if description is not None and not isinstance(description, str):
+        raise WorkbenchError("description must be a string.")
+    with engine(ws) as con, blobs.temp_path(ws, ".parquet") as tmp:
+        if source.kind == "sql":
+            from workbench.snapshots.query import prepare
+
+            select_sql = prepare(con, source.value, ws)
+        else:
+            select_sql = relation_sql(con, source)
+        label = "the DataFrame" if source.kind == "dataframe" else source.describe()
+        write_parquet(con, select_sql, tmp, label)
+        report = expect.validate(con, tmp, spec)
+        if not report.ok:
+            raise ValidationError(
+                f"Snapshot {name!r} was not registered: {report.summary()}",
+                "Fix the data or the expectations and register again.",
+                report=report,
+            )
+        columns = read_columns(con, tmp)
+        digest, row_count = content_hash(con, tmp, columns)
+        stats = profile(con, tmp, columns)
+    # The Parquet file leaves the context above only once complete; adopt it under its hash.
+        blob_id = f"{digest}.parquet"
+        byte_size = tmp.stat().st_size
+        blobs.adopt(ws, blob_id, tmp)
+    return _insert(ws, name, digest, source.describe(), description, row_count, byte_size,
+                   columns, stats, blob_id)  # fmt: skip
+
+
+def _insert(
+    ws: Workspace, name: str, digest: str, source: str, description: str | None,
+    row_count: int, byte_size: int, columns: list, stats: dict, blob_id: str,
+) -> Snapshot:  # fmt: skip
+    with transaction(ws) as con:
+        existing = con.execute(
+            f"SELECT {_COLUMNS} FROM snapshots WHERE name = ? AND content_hash = ? "
+            "ORDER BY version LIMIT 1",
+            [name, digest],
+        ).fetchone()
+        if existing:
+            snap = _from_row(existing)
+            snap.created = False
+            return snap
+        version = con.execute(
+            "SELECT coalesce(max(version), 0) + 1 FROM snapshots WHERE name = ?", [name]
+        ).fetchone()[0]
+        snap = Snapshot(
+            name, version, digest, datetime.now(timezone.utc), current_user(), source,
+            description, row_count, byte_size, columns, stats, blob_id,
+        )  # fmt: skip
+        con.execute(
+            f"INSERT INTO snapshots ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [snap.name, snap.version, snap.content_hash, snap.created_at, snap.creator,
+             snap.source, snap.description, snap.row_count, snap.byte_size,
+             json.dumps(snap.columns), json.dumps(snap.profile), snap.blob],
+        )  # fmt: skip
+        audit.record(con, "snapshot.registered", snap.ref, {"rows": row_count, "source": source})
+    return snap
+
+
+def get(ref: str | Ref, ws: Workspace | None = None) -> Snapshot:
+    """The snapshot a `name[@version|@latest]` reference points at."""
+    ws = _ws(ws)
+    parsed = ref if isinstance(ref, Ref) else parse_ref(ref, "snapshot")
+    with connect(ws) as con:
+        if parsed.version is None:
+            row = con.execute(
+                f"SELECT {_COLUMNS} FROM snapshots WHERE name = ? ORDER BY version DESC LIMIT 1",
+                [parsed.name],
+            ).fetchone()
+        else:
+            row = con.execute(
+                f"SELECT {_COLUMNS} FROM snapshots WHERE name = ? AND version = ?",
+                [parsed.name, parsed.version],
+            ).fetchone()
+        if row is None:
+            versions = [
+                v for (v,) in con.execute(
+                    "SELECT version FROM snapshots WHERE name = ? ORDER BY version", [parsed.name]
+                ).fetchall()
+            ]  # fmt: skip
+    if row is not None:
+        return _from_row(row)
+    if versions:
+        raise NotFoundError(
+            f"Snapshot {parsed} does not exist.",
+            f"{parsed.name} has versions {', '.join(map(str, versions))}.",
+        )
+    raise NotFoundError(
+        f"No snapshot named {parsed.name!r}.", "See 'workbench snapshot list' for what exists."
+    )
+
+
+def list_snapshots(
+    name: str | None = None, all_versions: bool = False, ws: Workspace | None = None
+) -> list[Snapshot]:
+    """Latest version of each name (or every version), newest names first."""
+    ws = _ws(ws)
+    where, params = "", []
+    if name is not None:
+        validate_name(name, "snapshot name")
+        where, params = "WHERE name = ?", [name]
+    with connect(ws) as con:
+        if all_versions:
+            rows = con.execute(
+                f"SELECT {_COLUMNS} FROM snapshots {where} ORDER BY name, version", params
+            ).fetchall()
+        else:
+            rows = con.execute(
+                f"SELECT {_COLUMNS} FROM snapshots {where} "
+                "QUALIFY row_number() OVER (PARTITION BY name ORDER BY version DESC) = 1 "
+                "ORDER BY name",
+                params,
+            ).fetchall()
+    return [_from_row(r) for r in rows]
+
+
+def data_path(snap: Snapshot, ws: Workspace | None = None) -> Path:
+    """The Parquet file holding a snapshot's rows."""
+    path = blobs.blob_path(_ws(ws), snap.blob)
+    if not path.is_file():
+        raise WorkbenchError(
+            f"The data file of snapshot {snap.ref} is missing ({path}).",
+            "Run 'workbench doctor' to check the workspace.",
+        )
+    return path
+
+
+def load(ref: str, ws: Workspace | None = None, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read a snapshot into a pandas DataFrame (optionally only some columns)."""
+    ws = _ws(ws)
+    snap = get(ref, ws)
+    path = data_path(snap, ws)
+    with engine(ws) as con:
+        select = "*"
+        if columns:
+            known = {c["name"] for c in snap.columns}
+            missing = [c for c in columns if c not in known]
+            if missing:
+                raise NotFoundError(
+                    f"Snapshot {snap.ref} has no column(s) {', '.join(missing)}.",
+                    f"Columns are: {', '.join(sorted(known))}.",
+                )
+            from workbench.snapshots.engine import quote_ident
+
+            select = ", ".join(quote_ident(c) for c in columns)
+        return con.execute(f"SELECT {select} FROM read_parquet({quote_literal(str(path))})").df()
+
+
+def export(ref: str, target: str | os.PathLike[str], ws: Workspace | None = None) -> Path:
+    """Write a snapshot to a Parquet or CSV file (format from the extension)."""
+    ws = _ws(ws)
+    snap = get(ref, ws)
+    path = data_path(snap, ws)
+    out = Path(target).expanduser().absolute()
+    suffix = out.suffix.lower()
+    if suffix not in (".parquet", ".csv"):
+        raise DataSourceError(
+            f"Cannot export to {out.name}: unknown format {suffix or '(none)'!r}.",
+            "Use a path ending in .parquet or .csv.",
+        )
+    if not out.parent.is_dir():
+        raise DataSourceError(f"Folder {out.parent} does not exist.", "Create it first.")
+    fmt = "PARQUET" if suffix == ".parquet" else "CSV, HEADER"
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        with engine(ws) as con:
+            con.execute(
+                f"COPY (SELECT * FROM read_parquet({quote_literal(str(path))})) "
+                f"TO {quote_literal(str(tmp))} (FORMAT {fmt})"
+            )
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out

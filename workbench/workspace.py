@@ -1,0 +1,143 @@
+"""Finding, creating and describing a workspace folder.
+
+A workspace is one folder (by default `./.workbench/`) that holds everything Workbench knows:
+the DuckDB catalog, content-addressed blobs, per-run folders and the workspace settings. It is
+found like git finds a repository: `--home`, then `$WORKBENCH_HOME`, then the nearest
+`.workbench/` in the current directory or one of its parents.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from workbench.errors import WorkbenchError, WorkspaceNotFoundError
+
+DEFAULT_DIRNAME = ".workbench"
+ENV_HOME = "WORKBENCH_HOME"
+CONFIG_FILE = "config.json"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Paths of one workspace; cheap to create, holds no open resources."""
+
+    root: Path
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.root / "catalog.duckdb"
+
+    @property
+    def blobs_dir(self) -> Path:
+        return self.root / "blobs"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def tmp_dir(self) -> Path:
+        """Scratch space on the same filesystem as the blobs, so renames are atomic."""
+        return self.root / "tmp"
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    def config(self) -> dict[str, Any]:
+        """Workspace settings (`config.json`); missing keys take their defaults."""
+        try:
+            return json.loads(self.config_path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise WorkbenchError(
+                f"Cannot read workspace settings {self.config_path}: {exc}.",
+                "Fix the JSON by hand or delete the file to use the defaults.",
+            ) from exc
+
+    def setting(self, key: str, default: Any = None) -> Any:
+        return self.config().get(key, default)
+
+    def set_setting(self, key: str, value: Any) -> None:
+        config = self.config()
+        config[key] = value
+        _write_json_atomic(self.config_path, config)
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def _is_workspace(path: Path) -> bool:
+    return path.is_dir() and (path / CONFIG_FILE).is_file()
+
+
+def resolve_home(home: str | os.PathLike[str] | None = None) -> Path | None:
+    """Where the workspace is, or None if none is configured or found."""
+    if home is not None:
+        return Path(home).expanduser().absolute()
+    env = os.environ.get(ENV_HOME)
+    if env:
+        return Path(env).expanduser().absolute()
+    here = Path.cwd().absolute()
+    for folder in (here, *here.parents):
+        candidate = folder / DEFAULT_DIRNAME
+        if _is_workspace(candidate):
+            return candidate
+    return None
+
+
+def open_workspace(home: str | os.PathLike[str] | None = None) -> Workspace:
+    """Find an existing workspace, or explain how to create one."""
+    root = resolve_home(home)
+    if root is None:
+        raise WorkspaceNotFoundError(
+            f"No Workbench workspace found in {Path.cwd()} or its parents.",
+            "Create one with 'workbench init' (or wb.init()), or point WORKBENCH_HOME at one.",
+        )
+    if not _is_workspace(root):
+        raise WorkspaceNotFoundError(
+            f"{root} is not a Workbench workspace.",
+            f"Create it with 'workbench init --home {root}' or fix WORKBENCH_HOME/--home.",
+        )
+    return Workspace(root)
+
+
+def init_workspace(home: str | os.PathLike[str] | None = None) -> Workspace:
+    """Create (or reuse) a workspace and its catalog; safe to call again on an existing one."""
+    root = resolve_home(home) if home is not None or os.environ.get(ENV_HOME) else None
+    root = root or (Path.cwd().absolute() / DEFAULT_DIRNAME)
+    if root.exists() and not root.is_dir():
+        raise WorkbenchError(f"Cannot create a workspace at {root}: a file is in the way.")
+    ws = Workspace(root)
+    for folder in (ws.root, ws.blobs_dir, ws.runs_dir, ws.tmp_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    if not ws.config_path.exists():
+        _write_json_atomic(ws.config_path, {"format_version": FORMAT_VERSION})
+    from workbench.catalog import connect
+
+    with connect(ws):  # creates the catalog and applies migrations
+        pass
+    return ws
+
+
+_current: Workspace | None = None
+
+
+def current_workspace() -> Workspace:
+    """The workspace used by the module-level Python API (`wb.snapshot`, `wb.runs`, ...)."""
+    return _current or open_workspace()
+
+
+def use_workspace(ws: Workspace | None) -> None:
+    """Make `ws` the default for the Python API in this process (None: find it again)."""
+    global _current
+    _current = ws
