@@ -1,0 +1,1 @@
+"""Models: safe serialization (skops), the registry, gates and model cards."""
