@@ -35,8 +35,13 @@ def cli(ws):
         env = dict(os.environ, WORKBENCH_HOME=str(ws.root), COLUMNS="200", NO_COLOR="1")
         proc = subprocess.run(
             [str(VENV_BIN / "workbench"), *args],
-            capture_output=True, text=True, env=env, cwd=ws.root.parent, input=input, timeout=timeout,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ws.root.parent,
+            input=input,
+            timeout=timeout,
+        )
         if check and proc.returncode != 0:
             raise AssertionError(f"workbench {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
         return proc

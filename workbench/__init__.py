@@ -12,6 +12,8 @@ in exactly one module, listed in `_EXPORTS`.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 __version__ = "0.1.0"
@@ -53,3 +55,22 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_EXPORTS))
+
+
+class _PublicModule(types.ModuleType):
+    """Keeps public functions reachable when a submodule has the same name.
+
+    Importing `workbench.snapshots` (a package) makes Python set `workbench.snapshots` to the
+    module, which would hide the public function `wb.snapshots()`. Internal code imports
+    submodules with `from workbench.x import y`, which goes through `sys.modules`, so
+    dropping that attribute assignment loses nothing.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        target = _EXPORTS.get(name)
+        if isinstance(value, types.ModuleType) and target and ":" in target:
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _PublicModule

@@ -44,13 +44,35 @@ def snapshot(
 def snapshots(name: str | None = None, all_versions: bool = False) -> pd.DataFrame:
     """A table of registered snapshots (latest version per name unless `all_versions`)."""
     rows = [
-        {"ref": s.ref, "name": s.name, "version": s.version, "rows": s.row_count,
-         "columns": len(s.columns), "bytes": s.byte_size, "created_at": s.created_at,
-         "creator": s.creator, "description": s.description, "hash": s.content_hash[:12]}
+        {
+            "ref": s.ref,
+            "name": s.name,
+            "version": s.version,
+            "rows": s.row_count,
+            "columns": len(s.columns),
+            "bytes": s.byte_size,
+            "created_at": s.created_at,
+            "creator": s.creator,
+            "description": s.description,
+            "hash": s.content_hash[:12],
+        }
         for s in store.list_snapshots(name, all_versions)
-    ]  # fmt: skip
-    return pd.DataFrame(rows, columns=["ref", "name", "version", "rows", "columns", "bytes",
-                                       "created_at", "creator", "description", "hash"])  # fmt: skip
+    ]
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "ref",
+            "name",
+            "version",
+            "rows",
+            "columns",
+            "bytes",
+            "created_at",
+            "creator",
+            "description",
+            "hash",
+        ],
+    )
 
 
 def load_snapshot(ref: str, columns: list[str] | None = None) -> pd.DataFrame:

@@ -44,9 +44,15 @@ def record(
     """Append one entry using the caller's open transaction."""
     con.execute(
         "INSERT INTO audit (occurred_at, actor, action, target, details, reason) VALUES (?, ?, ?, ?, ?, ?)",
-        [datetime.now(timezone.utc), actor or current_user(), action, target,
-         json.dumps(details, default=str) if details is not None else None, reason],
-    )  # fmt: skip
+        [
+            datetime.now(timezone.utc),
+            actor or current_user(),
+            action,
+            target,
+            json.dumps(details, default=str) if details is not None else None,
+            reason,
+        ],
+    )
 
 
 def entries(
@@ -78,7 +84,4 @@ def entries(
             f"ORDER BY id {tail}",
             params,
         ).fetchall()
-    return [
-        AuditEntry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]) if r[5] else None, r[6])
-        for r in rows
-    ]
+    return [AuditEntry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]) if r[5] else None, r[6]) for r in rows]

@@ -13,8 +13,7 @@ from workbench.errors import InvalidNameError
 
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$")
 _NAME_RULE = (
-    "Names start with a letter and use only letters, digits, '_', '-' and '.' "
-    "(at most 128 characters)."
+    "Names start with a letter and use only letters, digits, '_', '-' and '.' (at most 128 characters)."
 )
 
 
@@ -44,9 +43,7 @@ class Ref:
 def parse_ref(text: object, kind: str = "snapshot", allow_alias: bool = False) -> Ref:
     """Parse `name`, `name@latest`, `name@3` (and `name@alias` when aliases are allowed)."""
     if not isinstance(text, str) or not text.strip():
-        raise InvalidNameError(
-            f"Empty {kind} reference.", f"Use NAME or NAME@VERSION, e.g. 'wine@2'."
-        )
+        raise InvalidNameError(f"Empty {kind} reference.", "Use NAME or NAME@VERSION, e.g. 'wine@2'.")
     name, sep, spec = text.strip().partition("@")
     validate_name(name, kind)
     if not sep or spec == "latest":

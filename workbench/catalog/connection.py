@@ -56,8 +56,7 @@ def _open_with_retry(path: str) -> duckdb.DuckDBPyConnection:
                 ) from exc
             if time.monotonic() >= deadline:
                 raise StoreBusyError(
-                    f"The catalog {path} stayed locked by another process for "
-                    f"{lock_timeout():.0f} s.",
+                    f"The catalog {path} stayed locked by another process for {lock_timeout():.0f} s.",
                     "A process may be stuck holding it; find it with 'fuser' and stop it, or "
                     "raise WORKBENCH_LOCK_TIMEOUT.",
                 ) from exc

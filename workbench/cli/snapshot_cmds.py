@@ -8,8 +8,8 @@ import typer
 
 from workbench.cli.app import JsonOption, app, console, fail, print_json, print_table, workspace
 from workbench.errors import ValidationError
-from workbench.snapshots.differ import diff as diff_snapshots
 from workbench.snapshots import query, store
+from workbench.snapshots.differ import diff as diff_snapshots
 
 snapshot_app = typer.Typer(help="Versioned, content-addressed data snapshots.", no_args_is_help=True)
 app.add_typer(snapshot_app, name="snapshot")
@@ -41,8 +41,7 @@ def add(
     ws = workspace()
     try:
         with console.status(f"Registering {name} ...", spinner="dots"):
-            snap = store.register(name, path, sql=sql, description=description,
-                                  expectations=expect, ws=ws)  # fmt: skip
+            snap = store.register(name, path, sql=sql, description=description, expectations=expect, ws=ws)
     except ValidationError as exc:
         if as_json and exc.report is not None:
             print_json({"registered": False, "validation": exc.report.to_dict()})
@@ -73,10 +72,19 @@ def list_cmd(
     print_table(
         "Snapshots",
         ["ref", "rows", "cols", "size", "created", "by", "description"],
-        [(s.ref, f"{s.row_count:,}", len(s.columns), _human_bytes(s.byte_size),
-          s.created_at.strftime("%Y-%m-%d %H:%M"), s.creator, s.description or "")
-         for s in snaps],
-    )  # fmt: skip
+        [
+            (
+                s.ref,
+                f"{s.row_count:,}",
+                len(s.columns),
+                _human_bytes(s.byte_size),
+                s.created_at.strftime("%Y-%m-%d %H:%M"),
+                s.creator,
+                s.description or "",
+            )
+            for s in snaps
+        ],
+    )
 
 
 @snapshot_app.command("show")
@@ -99,10 +107,23 @@ def show(
         p = snap.profile.get(col["name"], {})
         top = ", ".join(f"{t['value']} ({t['count']})" for t in p.get("top_values", [])[:3])
         mean = p.get("mean")
-        rows.append((col["name"], col["type"], p.get("null_count"), p.get("distinct_estimate"),
-                     p.get("min"), p.get("max"), f"{mean:.4g}" if isinstance(mean, float) else mean,
-                     top))  # fmt: skip
-    print_table("Schema and profile", ["column", "type", "nulls", "distinct~", "min", "max", "mean", "top values"], rows)
+        rows.append(
+            (
+                col["name"],
+                col["type"],
+                p.get("null_count"),
+                p.get("distinct_estimate"),
+                p.get("min"),
+                p.get("max"),
+                f"{mean:.4g}" if isinstance(mean, float) else mean,
+                top,
+            )
+        )
+    print_table(
+        "Schema and profile",
+        ["column", "type", "nulls", "distinct~", "min", "max", "mean", "top values"],
+        rows,
+    )
 
 
 @snapshot_app.command("diff")
@@ -117,7 +138,9 @@ def diff(
     if as_json:
         print_json(result.to_dict())
         return
-    console.print(f"[bold]{result.a} → {result.b}[/]" + ("  (identical content)" if result.same_content else ""))
+    console.print(
+        f"[bold]{result.a} → {result.b}[/]" + ("  (identical content)" if result.same_content else "")
+    )
     console.print(f"rows: {result.row_count[0]:,} → {result.row_count[1]:,} ({result.row_delta:+,})")
     for col in result.columns_added:
         console.print(f"[green]+ column {col['name']} ({col['type']})[/]")
@@ -126,9 +149,15 @@ def diff(
     for change in result.type_changes:
         console.print(f"[yellow]~ column {change['name']}: {change['from']} → {change['to']}[/]")
     if result.profile_changes:
-        print_table("Profile changes", ["column", "stat", "before", "after"],
-                    [(c, stat, v[0], v[1]) for c, stats in result.profile_changes.items()
-                     for stat, v in stats.items()])  # fmt: skip
+        print_table(
+            "Profile changes",
+            ["column", "stat", "before", "after"],
+            [
+                (c, stat, v[0], v[1])
+                for c, stats in result.profile_changes.items()
+                for stat, v in stats.items()
+            ],
+        )
     if result.key:
         console.print(
             f"rows by key {'+'.join(result.key)}: [green]{result.rows_added} added[/], "

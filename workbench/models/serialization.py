@@ -20,9 +20,19 @@ FLAVOR = "sklearn-skops"
 
 #: Module prefixes whose types may be trusted when loading a model written by Workbench.
 TRUSTED_PREFIXES = (
-    "sklearn.", "numpy.", "scipy.", "builtins.", "collections.", "functools.", "_operator.",
-    "operator.", "math.", "pandas.core.dtypes.", "xgboost.", "lightgbm.",
-)  # fmt: skip
+    "sklearn.",
+    "numpy.",
+    "scipy.",
+    "builtins.",
+    "collections.",
+    "functools.",
+    "_operator.",
+    "operator.",
+    "math.",
+    "pandas.core.dtypes.",
+    "xgboost.",
+    "lightgbm.",
+)
 
 
 class UntrustedModelError(WorkbenchError):

@@ -14,6 +14,15 @@ from workbench.snapshots.store import (
 )
 
 __all__ = [
-    "Snapshot", "SnapshotDiff", "ValidationReport", "data_path", "diff", "export", "get",
-    "list_snapshots", "load", "register", "sql",
-]  # fmt: skip
+    "Snapshot",
+    "SnapshotDiff",
+    "ValidationReport",
+    "data_path",
+    "diff",
+    "export",
+    "get",
+    "list_snapshots",
+    "load",
+    "register",
+    "sql",
+]

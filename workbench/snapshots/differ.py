@@ -58,24 +58,28 @@ def _profile_changes(a: Snapshot, b: Snapshot) -> dict[str, dict[str, list[Any]]
     return dict(sorted(changes.items()))
 
 
-def diff(a_ref: str, b_ref: str, key: list[str] | str | None = None,
-         ws: Workspace | None = None) -> SnapshotDiff:  # fmt: skip
+def diff(
+    a_ref: str, b_ref: str, key: list[str] | str | None = None, ws: Workspace | None = None
+) -> SnapshotDiff:
     """What changed from snapshot `a_ref` to `b_ref` (rows matched on `key` when given)."""
     ws = ws or current_workspace()
     a, b = get(a_ref, ws), get(b_ref, ws)
     a_types = {c["name"]: c["type"] for c in a.columns}
     b_types = {c["name"]: c["type"] for c in b.columns}
     result = SnapshotDiff(
-        a=a.ref, b=b.ref, same_content=a.content_hash == b.content_hash,
+        a=a.ref,
+        b=b.ref,
+        same_content=a.content_hash == b.content_hash,
         row_count=(a.row_count, b.row_count),
         columns_added=[{"name": n, "type": t} for n, t in b_types.items() if n not in a_types],
         columns_removed=[{"name": n, "type": t} for n, t in a_types.items() if n not in b_types],
         type_changes=[
             {"name": n, "from": a_types[n], "to": b_types[n]}
-            for n in a_types if n in b_types and a_types[n] != b_types[n]
+            for n in a_types
+            if n in b_types and a_types[n] != b_types[n]
         ],
         profile_changes=_profile_changes(a, b),
-    )  # fmt: skip
+    )
     if key:
         _row_diff(result, a, b, [key] if isinstance(key, str) else list(key), ws)
     return result
@@ -102,26 +106,34 @@ def _row_diff(result: SnapshotDiff, a: Snapshot, b: Snapshot, key: list[str], ws
         "removed": (f"FROM {src_a} A ANTI JOIN {src_b} B ON {on}", key_cols.format(side="A")),
     }
     if changed:
-        queries["changed"] = (f"FROM {src_a} A JOIN {src_b} B ON {on} WHERE {changed}",
-                              key_cols.format(side="A"))  # fmt: skip
+        queries["changed"] = (
+            f"FROM {src_a} A JOIN {src_b} B ON {on} WHERE {changed}",
+            key_cols.format(side="A"),
+        )
     counts: dict[str, int] = {"added": 0, "removed": 0, "changed": 0}
     with engine(ws) as con:
         for kind, (body, cols) in queries.items():
             counts[kind] = con.execute(f"SELECT count(*) {body}").fetchone()[0]
             if counts[kind]:
                 cursor = con.execute(f"SELECT {cols} {body} ORDER BY 1 LIMIT {EXAMPLES}")
-                result.examples[kind] = [dict(zip(key, map(_plain, row))) for row in cursor.fetchall()]
-        dupes = con.execute(
-            f"SELECT count(*) FROM (SELECT {first_key} FROM {src_a} GROUP BY {', '.join(map(quote_ident, key))} HAVING count(*) > 1)"
-        ).fetchone()[0]
-    if dupes:
-        raise ValidationError(
-            f"Key {'+'.join(key)} is not unique in {a.ref} ({dupes} duplicated values).",
-            "Give a key that identifies each row.",
-        )
+                result.examples[kind] = [
+                    dict(zip(key, map(_plain, row), strict=True)) for row in cursor.fetchall()
+                ]
+        group = ", ".join(map(quote_ident, key))
+        for snap, src in ((a, src_a), (b, src_b)):
+            dupes = con.execute(
+                f"SELECT count(*) FROM (SELECT {first_key} FROM {src} GROUP BY {group} HAVING count(*) > 1)"
+            ).fetchone()[0]
+            if dupes:
+                raise ValidationError(
+                    f"Key {'+'.join(key)} is not unique in {snap.ref} ({dupes} duplicated values).",
+                    "Give a key that identifies each row.",
+                )
     result.key = key
     result.rows_added, result.rows_removed, result.rows_changed = (
-        counts["added"], counts["removed"], counts["changed"]
+        counts["added"],
+        counts["removed"],
+        counts["changed"],
     )
 
 

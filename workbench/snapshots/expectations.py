@@ -84,9 +84,7 @@ def load_expectations(spec: dict[str, Any] | str | os.PathLike[str] | None) -> d
                 "Fix the syntax; see the expectations format in the docs.",
             ) from exc
     if not isinstance(spec, dict):
-        raise ValidationError(
-            "Expectations must be a mapping.", f"Use keys among: {', '.join(KNOWN_KEYS)}."
-        )
+        raise ValidationError("Expectations must be a mapping.", f"Use keys among: {', '.join(KNOWN_KEYS)}.")
     unknown = sorted(set(spec) - set(KNOWN_KEYS))
     if unknown:
         raise ValidationError(
@@ -121,10 +119,12 @@ def _examples(con: duckdb.DuckDBPyConnection, source: str, where: str, params: l
     cursor = con.execute(f"SELECT * FROM {source} WHERE {where} LIMIT {EXAMPLES}", params)
     names = [d[0] for d in cursor.description]
     return [
-        {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v))
-         for k, v in zip(names, row)}
+        {
+            k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v))
+            for k, v in zip(names, row, strict=True)
+        }
         for row in cursor.fetchall()
-    ]  # fmt: skip
+    ]
 
 
 def validate(con: duckdb.DuckDBPyConnection, path: Path, spec: dict[str, Any]) -> ValidationReport:
@@ -175,9 +175,12 @@ def validate(con: duckdb.DuckDBPyConnection, path: Path, spec: dict[str, Any]) -
         q = column(allowed_col, "allowed_values")
         marks = ", ".join("?" for _ in allowed)
         check(
-            "allowed_values", allowed_col, f"{q} IS NOT NULL AND {q} NOT IN ({marks})",
-            list(allowed), "%d values not in the allowed list",
-        )  # fmt: skip
+            "allowed_values",
+            allowed_col,
+            f"{q} IS NOT NULL AND {q} NOT IN ({marks})",
+            list(allowed),
+            "%d values not in the allowed list",
+        )
     for key in spec.get("unique", []):
         key_cols = key if isinstance(key, list) else [key]
         quoted = ", ".join(column(k, "unique") for k in key_cols)

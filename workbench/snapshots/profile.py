@@ -18,9 +18,20 @@ import duckdb
 from workbench.snapshots.engine import quote_ident, quote_literal
 
 NUMERIC_TYPES = (
-    "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
-    "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE", "DECIMAL",
-)  # fmt: skip
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "UHUGEINT",
+    "FLOAT",
+    "DOUBLE",
+    "DECIMAL",
+)
 TOP_VALUES = 5
 HASH_ALGORITHM = "duckdb-rowhash-v1"
 
@@ -60,9 +71,7 @@ def content_hash(
     ).fetchone()
     row_count, sum_a, sum_b = row
     schema = json.dumps([[c["name"], c["type"]] for c in columns])
-    digest = hashlib.sha256(
-        f"{HASH_ALGORITHM}|{schema}|{row_count}|{sum_a}|{sum_b}".encode()
-    ).hexdigest()
+    digest = hashlib.sha256(f"{HASH_ALGORITHM}|{schema}|{row_count}|{sum_a}|{sum_b}".encode()).hexdigest()
     return digest, int(row_count)
 
 

@@ -119,22 +119,30 @@ def register(
         columns = read_columns(con, tmp)
         digest, row_count = content_hash(con, tmp, columns)
         stats = profile(con, tmp, columns)
-    # The Parquet file leaves the context above only once complete; adopt it under its hash.
+        # The Parquet file leaves the context above only once complete; adopt it under its hash.
         blob_id = f"{digest}.parquet"
         byte_size = tmp.stat().st_size
         blobs.adopt(ws, blob_id, tmp)
-    return _insert(ws, name, digest, source.describe(), description, row_count, byte_size,
-                   columns, stats, blob_id)  # fmt: skip
+    return _insert(
+        ws, name, digest, source.describe(), description, row_count, byte_size, columns, stats, blob_id
+    )
 
 
 def _insert(
-    ws: Workspace, name: str, digest: str, source: str, description: str | None,
-    row_count: int, byte_size: int, columns: list, stats: dict, blob_id: str,
-) -> Snapshot:  # fmt: skip
+    ws: Workspace,
+    name: str,
+    digest: str,
+    source: str,
+    description: str | None,
+    row_count: int,
+    byte_size: int,
+    columns: list,
+    stats: dict,
+    blob_id: str,
+) -> Snapshot:
     with transaction(ws) as con:
         existing = con.execute(
-            f"SELECT {_COLUMNS} FROM snapshots WHERE name = ? AND content_hash = ? "
-            "ORDER BY version LIMIT 1",
+            f"SELECT {_COLUMNS} FROM snapshots WHERE name = ? AND content_hash = ? ORDER BY version LIMIT 1",
             [name, digest],
         ).fetchone()
         if existing:
@@ -145,15 +153,36 @@ def _insert(
             "SELECT coalesce(max(version), 0) + 1 FROM snapshots WHERE name = ?", [name]
         ).fetchone()[0]
         snap = Snapshot(
-            name, version, digest, datetime.now(timezone.utc), current_user(), source,
-            description, row_count, byte_size, columns, stats, blob_id,
-        )  # fmt: skip
+            name,
+            version,
+            digest,
+            datetime.now(timezone.utc),
+            current_user(),
+            source,
+            description,
+            row_count,
+            byte_size,
+            columns,
+            stats,
+            blob_id,
+        )
         con.execute(
             f"INSERT INTO snapshots ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [snap.name, snap.version, snap.content_hash, snap.created_at, snap.creator,
-             snap.source, snap.description, snap.row_count, snap.byte_size,
-             json.dumps(snap.columns), json.dumps(snap.profile), snap.blob],
-        )  # fmt: skip
+            [
+                snap.name,
+                snap.version,
+                snap.content_hash,
+                snap.created_at,
+                snap.creator,
+                snap.source,
+                snap.description,
+                snap.row_count,
+                snap.byte_size,
+                json.dumps(snap.columns),
+                json.dumps(snap.profile),
+                snap.blob,
+            ],
+        )
         audit.record(con, "snapshot.registered", snap.ref, {"rows": row_count, "source": source})
     return snap
 
@@ -175,10 +204,11 @@ def get(ref: str | Ref, ws: Workspace | None = None) -> Snapshot:
             ).fetchone()
         if row is None:
             versions = [
-                v for (v,) in con.execute(
+                v
+                for (v,) in con.execute(
                     "SELECT version FROM snapshots WHERE name = ? ORDER BY version", [parsed.name]
                 ).fetchall()
-            ]  # fmt: skip
+            ]
     if row is not None:
         return _from_row(row)
     if versions:
