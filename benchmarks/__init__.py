@@ -1,0 +1,1 @@
+"""Benchmarks: Workbench side by side with the tools users would otherwise use."""

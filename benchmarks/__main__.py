@@ -1,0 +1,52 @@
+"""Run every benchmark (or those named), print a table, write benchmarks/results/latest.*.
+
+    python -m benchmarks                  # everything
+    python -m benchmarks snapshots        # only some
+    python -m benchmarks --quick          # fewer repetitions and smaller data (smoke run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import platform
+import sys
+from datetime import datetime, timezone
+
+from benchmarks.harness import markdown_table, write_results
+
+#: benchmark name -> (module, keyword arguments for a full run, for a quick run)
+BENCHMARKS: dict[str, tuple[str, dict, dict]] = {
+    "snapshots": ("benchmarks.bench_snapshots", {"repeats": 3, "rows": 10_000_000},
+                  {"repeats": 1, "rows": 1_000_000}),
+}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("names", nargs="*", help=f"benchmarks to run (default all): {', '.join(BENCHMARKS)}")
+    parser.add_argument("--quick", action="store_true", help="smoke run: fewer repeats, smaller data")
+    parser.add_argument("--output", default="latest", help="results file stem under benchmarks/results/")
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.names if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(unknown)}")
+    comparisons = []
+    for name in args.names or list(BENCHMARKS):
+        module, full, quick = BENCHMARKS[name]
+        print(f"== {name}", file=sys.stderr, flush=True)
+        comparisons += importlib.import_module(module).run(**(quick if args.quick else full))
+    meta = {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "quick": args.quick,
+    }
+    path = write_results(comparisons, meta, args.output)
+    print(markdown_table(comparisons, meta))
+    print(f"written: {path} and {path.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
