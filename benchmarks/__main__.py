@@ -1,8 +1,8 @@
 """Run every benchmark (or those named), print a table, write benchmarks/results/latest.*.
 
-    python -m benchmarks                  # everything
-    python -m benchmarks snapshots        # only some
-    python -m benchmarks --quick          # fewer repetitions and smaller data (smoke run)
+python -m benchmarks                  # everything
+python -m benchmarks snapshots        # only some
+python -m benchmarks --quick          # fewer repetitions and smaller data (smoke run)
 """
 
 from __future__ import annotations
