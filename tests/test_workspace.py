@@ -81,3 +81,13 @@ def test_public_function_not_hidden_by_submodule(ws):
     import workbench.snapshots.store  # noqa: F401  (would normally shadow wb.snapshots)
 
     assert callable(wb.snapshots)
+
+
+def test_init_from_a_subfolder_joins_the_project_workspace(tmp_path, monkeypatch):
+    monkeypatch.delenv("WORKBENCH_HOME", raising=False)
+    monkeypatch.chdir(tmp_path)
+    project = init_workspace()
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")
+    assert init_workspace().root == project.root
+    assert not (tmp_path / "notebooks" / ".workbench").exists()

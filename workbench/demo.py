@@ -1,82 +1,63 @@
 """The end-to-end demo behind `workbench demo` (and the README's `make demo`).
 
-It tells the whole story on a real data set that scikit-learn ships (the UCI wine data), in a
-workspace under `./.workbench/`, using only the public API, so it doubles as an executable
-tour. Every stage is idempotent: running the demo twice reuses what the first run registered.
+The story lives in the example notebooks (`notebooks/0*_*.ipynb`): register data, train, sweep
+and compare, promote and serve. The demo executes them headless, in order, with papermill, on
+one workspace, exactly as a user would run them in JupyterLab; every notebook is idempotent, so
+the demo can run again on the same workspace.
 """
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
-import pandas as pd
 from rich.console import Console
 
-from workbench import api
-from workbench.errors import ValidationError
-from workbench.snapshots import diff as diff_snapshots
-from workbench.snapshots import sql
+from workbench.errors import WorkbenchError
+from workbench.workspace import ENV_HOME, init_workspace
 
 console = Console()
-
-WINE_EXPECTATIONS = {
-    "min_rows": 100,
-    "not_null": ["alcohol", "target"],
-    "unique": ["sample_id"],
-    "ranges": {"alcohol": {"min": 8, "max": 16}, "hue": {"min": 0, "max": 3}},
-    "allowed_values": {"target": [0, 1, 2]},
-}
+NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 
 
-def wine_batches() -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The wine data as a first delivery and a corrected, extended second delivery."""
-    from sklearn.datasets import load_wine
-
-    frame = load_wine(as_frame=True).frame
-    frame.insert(0, "sample_id", range(1, len(frame) + 1))
-    first = frame.iloc[:150].reset_index(drop=True)
-    second = frame.copy()
-    second.loc[second.sample_id.isin([3, 7]), "magnesium"] += 1.0  # two corrected readings
-    return first, second
+def demo_notebooks(folder: Path = NOTEBOOKS_DIR) -> list[Path]:
+    notebooks = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
+    if not notebooks:
+        raise WorkbenchError(
+            f"No example notebooks found in {folder}.",
+            "Run the demo from a checkout of the Workbench repository.",
+        )
+    return notebooks
 
 
-def stage(title: str) -> None:
-    console.rule(f"[bold]{title}")
+def run_demo(home: str | None = None, folder: Path = NOTEBOOKS_DIR) -> None:
+    import papermill
 
-
-def register_data(ws_root: Path) -> None:
-    stage("1. Register data snapshots")
-    first, second = wine_batches()
-    for batch, text in ((first, "first delivery"), (second, "full data set, two fixes")):
-        snap = api.snapshot("wine", batch, description=f"UCI wine, {text}", expect=WINE_EXPECTATIONS)
-        verb = "registered" if snap.created else "already registered as"
-        console.print(f"  {verb} [bold]{snap.ref}[/] ({snap.row_count} rows, hash {snap.content_hash[:12]})")
-    broken = second.copy()
-    broken.loc[0, "alcohol"] = 99.0
-    try:
-        api.snapshot("wine", broken, expect=WINE_EXPECTATIONS)
-    except ValidationError as exc:
-        console.print(f"  a bad batch was refused, nothing registered:\n  [yellow]{exc.message}[/]")
-    diff = diff_snapshots("wine@1", "wine@2", key="sample_id")
-    console.print(
-        f"  diff wine@1 -> wine@2: {diff.row_delta:+} rows; by sample_id {diff.rows_added} added, "
-        f"{diff.rows_removed} removed, {diff.rows_changed} changed"
-    )
-    by_class = sql(
-        "select target, count(*) as n, round(avg(alcohol), 2) as alcohol "
-        "from snapshot('wine@2') group by target order by target"
-    )
-    console.print("  SQL over wine@2:\n" + by_class.to_string(index=False))
-
-
-def run_demo(home: str | None = None) -> None:
-    ws = api.init(home)
+    ws = init_workspace(home)
+    os.environ[ENV_HOME] = str(ws.root)  # the notebooks' kernels use this workspace
+    out_dir = ws.root / "demo"
+    out_dir.mkdir(exist_ok=True)
     console.print(f"Workspace: [bold]{ws.root}[/]")
-    register_data(ws.root)
-    stage("Done")
+    for notebook in demo_notebooks(folder):
+        console.rule(f"[bold]{notebook.stem}")
+        start = time.perf_counter()
+        try:
+            papermill.execute_notebook(
+                str(notebook), str(out_dir / notebook.name), cwd=str(notebook.parent),
+                progress_bar=False, log_output=False,
+            )  # fmt: skip
+        except papermill.PapermillExecutionError as exc:
+            raise WorkbenchError(
+                f"Demo notebook {notebook.name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}",
+                f"See the executed notebook {out_dir / notebook.name}.",
+            ) from exc
+        console.print(f"  ran in {time.perf_counter() - start:.1f} s -> {out_dir / notebook.name}")
+    console.rule("[bold]Done")
     console.print(
-        f"Workspace: {ws.root}\n"
-        "Explore:   workbench snapshot list · workbench snapshot show wine@2 · "
-        "workbench snapshot diff wine@1 wine@2 --key sample_id\n"
-        "Open:      .venv/bin/jupyter lab"
+        f"Workspace:  {ws.root}\n"
+        f"Notebooks:  executed copies in {out_dir}\n"
+        "Explore:    .venv/bin/workbench snapshot list · .venv/bin/workbench snapshot diff wine@1 wine@2 "
+        "--key sample_id\n"
+        "Open:       .venv/bin/jupyter lab   (Workbench sidebar on the left)"
     )

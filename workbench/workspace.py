@@ -112,9 +112,14 @@ def open_workspace(home: str | os.PathLike[str] | None = None) -> Workspace:
 
 
 def init_workspace(home: str | os.PathLike[str] | None = None) -> Workspace:
-    """Create (or reuse) a workspace and its catalog; safe to call again on an existing one."""
-    root = resolve_home(home) if home is not None or os.environ.get(ENV_HOME) else None
-    root = root or (Path.cwd().absolute() / DEFAULT_DIRNAME)
+    """Create (or reuse) a workspace and its catalog; safe to call again on an existing one.
+
+    Location: `home`, else `$WORKBENCH_HOME`, else the nearest `.workbench/` in the current
+    folder or its parents, else `./.workbench`.
+    """
+    # With no explicit location, reuse the nearest existing workspace (a notebook in
+    # `notebooks/` joins the project's `.workbench/`), else create one in the current folder.
+    root = resolve_home(home) or (Path.cwd().absolute() / DEFAULT_DIRNAME)
     if root.exists() and not root.is_dir():
         raise WorkbenchError(f"Cannot create a workspace at {root}: a file is in the way.")
     ws = Workspace(root)
