@@ -82,9 +82,7 @@ class Comparison:
 
 def run_trial(module: str, case: str, args: Sequence[str] = (), timeout: float = 1800) -> Trial:
     """Run `python -m <module> <case> <args>` and read the Trial JSON it prints last."""
-    proc = subprocess.run(
-        [sys.executable, "-m", module, case, *args], capture_output=True, text=True, timeout=timeout
-    )
+    proc = subprocess.run([sys.executable, "-m", module, case, *args], capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"trial {module} {case} failed:\n{proc.stdout}\n{proc.stderr}")
     data = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -54,3 +54,27 @@ def wine_frame():
     from sklearn.datasets import load_wine
 
     return load_wine(as_frame=True).frame
+
+
+def write_notebook(path: Path, parameters: str | None, *cells: str) -> Path:
+    """A real .ipynb: an optional cell tagged `parameters`, then code cells."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    nb = new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    if parameters is not None:
+        nb.cells.append(new_code_cell(parameters, metadata={"tags": ["parameters"]}))
+    nb.cells += [new_code_cell(source) for source in cells]
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture()
+def notebook(tmp_path: Path):
+    """Factory: notebook("name", "lr = 0.1", "import workbench as wb", ...) -> path."""
+
+    def make(name: str, parameters: str | None, *cells: str) -> Path:
+        return write_notebook(tmp_path / f"{name}.ipynb", parameters, *cells)
+
+    return make

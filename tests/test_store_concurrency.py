@@ -54,16 +54,11 @@ def test_eight_processes_lose_nothing(ws):
         assert "lock" not in err.lower()
     with connect(ws) as con:
         shared = [
-            v
-            for (v,) in con.execute(
-                "select version from snapshots where name = 'shared' order by version"
-            ).fetchall()
+            v for (v,) in con.execute("select version from snapshots where name = 'shared' order by version").fetchall()
         ]
         own = con.execute("select count(*) from snapshots where name like 'own-%'").fetchone()[0]
         audit_rows = con.execute("select count(*) from audit where action = 'test.write'").fetchone()[0]
-        registered = con.execute(
-            "select count(*) from audit where action = 'snapshot.registered'"
-        ).fetchone()[0]
+        registered = con.execute("select count(*) from audit where action = 'snapshot.registered'").fetchone()[0]
     assert shared == list(range(1, 49))  # 8 workers x 6 distinct frames, no gaps or duplicates
     assert own == 48 and audit_rows == 48 and registered == 96
 
@@ -85,10 +80,7 @@ def _invariants(ws) -> int:
     for _name, _version, blob, row_count in rows:
         path = blobs.blob_path(ws, blob)
         assert path.is_file()
-        assert (
-            duckdb.connect().execute("select count(*) from read_parquet(?)", [str(path)]).fetchone()[0]
-            == row_count
-        )
+        assert duckdb.connect().execute("select count(*) from read_parquet(?)", [str(path)]).fetchone()[0] == row_count
     return len(rows)
 
 

@@ -54,9 +54,7 @@ def test_older_catalog_is_migrated_forward(tmp_path, wine_frame):
     ws.catalog_path.unlink()
     first = available_migrations()[0]
     con = duckdb.connect(str(ws.catalog_path))
-    con.execute(
-        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMPTZ)"
-    )
+    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMPTZ)")
     con.execute(first[2])
     con.execute("INSERT INTO schema_migrations VALUES (1, ?, now())", [first[1]])
     con.close()

@@ -4,6 +4,8 @@
     wb.init()
     wb.snapshot("wine", df)                 # register a data snapshot
     wb.sql("select * from snapshot('wine@1')")
+    run = wb.run("train.ipynb", params={"lr": 0.1})   # a tracked papermill run
+    wb.log_metric("rmse", 0.3, step=1)      # inside a notebook
 
 The public API is re-exported here lazily (so `import workbench` stays fast); each name lives
 in exactly one module, listed in `_EXPORTS`.
@@ -36,6 +38,28 @@ _EXPORTS: dict[str, str] = {
     "diff_snapshots": "workbench.snapshots.differ:diff",
     "export_snapshot": "workbench.snapshots.store:export",
     "sql": "workbench.snapshots.query:sql",
+    # runs
+    "run": "workbench.runs.launch:run",
+    "rerun": "workbench.runs.launch:rerun",
+    "cancel_run": "workbench.runs.launch:cancel_run",
+    "sweep": "workbench.sweeps:sweep",
+    "get_run": "workbench.runs.store:get_run",
+    "metric_history": "workbench.runs.store:metric_history",
+    "load_artifact": "workbench.runs.store:load_artifact",
+    "artifact_path": "workbench.runs.store:artifact_path",
+    "notebook_parameters": "workbench.runs.params:notebook_parameters",
+    # logging inside a notebook
+    "log_metric": "workbench.tracking:log_metric",
+    "log_metrics": "workbench.tracking:log_metrics",
+    "log_param": "workbench.tracking:log_param",
+    "log_params": "workbench.tracking:log_params",
+    "set_tag": "workbench.tracking:set_tag",
+    "log_artifact": "workbench.tracking:log_artifact",
+    "log_text": "workbench.tracking:log_text",
+    "log_figure": "workbench.tracking:log_figure",
+    "log_model": "workbench.tracking:log_model",
+    "active_run_id": "workbench.tracking:active_run_id",
+    "end_run": "workbench.tracking:end_run",
     # audit
     "audit_log": "workbench.audit:entries",
 }

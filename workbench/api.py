@@ -76,5 +76,17 @@ def snapshots(name: str | None = None, all_versions: bool = False) -> pd.DataFra
 
 
 def load_snapshot(ref: str, columns: list[str] | None = None) -> pd.DataFrame:
-    """Load a snapshot as a DataFrame; inside a tracked run this also records lineage."""
-    return store.load(ref, columns=columns)
+    """Load a snapshot as a DataFrame; inside a tracked run this also records lineage.
+
+    In a rerun, an unversioned ref (`wine`) resolves to the version the original run read.
+    """
+    from workbench import tracking
+    from workbench.names import parse_ref
+
+    parsed = parse_ref(ref, "snapshot")
+    if parsed.version is None and (pinned := tracking.pinned_version(parsed.name)):
+        ref = f"{parsed.name}@{pinned}"
+    snap = store.get(ref)
+    frame = store.load(snap.ref, columns=columns)
+    tracking.record_input(snap.name, snap.version)
+    return frame

@@ -80,8 +80,7 @@ def entries(
         params.append(int(limit))
     with connect(ws or current_workspace()) as con:
         rows = con.execute(
-            f"SELECT id, occurred_at, actor, action, target, details, reason FROM audit {where} "
-            f"ORDER BY id {tail}",
+            f"SELECT id, occurred_at, actor, action, target, details, reason FROM audit {where} ORDER BY id {tail}",
             params,
         ).fetchall()
     return [AuditEntry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]) if r[5] else None, r[6]) for r in rows]

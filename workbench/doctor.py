@@ -94,9 +94,7 @@ def _snapshot_data(ws: Workspace, fix: bool) -> Iterator[Finding]:
             continue
         if actual != row_count:
             bad += 1
-            yield Finding(
-                "snapshot data", "error", f"{name}@{version}: {actual} rows on disk, {row_count} recorded"
-            )
+            yield Finding("snapshot data", "error", f"{name}@{version}: {actual} rows on disk, {row_count} recorded")
     reader.close()
     if not bad:
         yield Finding("snapshot data", "ok", f"{len(rows)} snapshot versions, all data files present")

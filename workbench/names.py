@@ -12,9 +12,7 @@ from dataclasses import dataclass
 from workbench.errors import InvalidNameError
 
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$")
-_NAME_RULE = (
-    "Names start with a letter and use only letters, digits, '_', '-' and '.' (at most 128 characters)."
-)
+_NAME_RULE = "Names start with a letter and use only letters, digits, '_', '-' and '.' (at most 128 characters)."
 
 
 def validate_name(name: object, kind: str = "name") -> str:

@@ -99,11 +99,7 @@ def test_snapshot_calls_in_sql_are_validated(ws, query):
 
 
 @FAST
-@given(
-    st.dictionaries(
-        st.text(max_size=10), st.one_of(st.integers(), st.text(max_size=5), st.none()), max_size=4
-    )
-)
+@given(st.dictionaries(st.text(max_size=10), st.one_of(st.integers(), st.text(max_size=5), st.none()), max_size=4))
 def test_random_expectation_specs_never_crash(ws, spec):
     try:
         wb.snapshot("t", pd.DataFrame({"a": [1, 2]}), expect=spec)

@@ -44,8 +44,7 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
     newest = migrations[-1][0] if migrations else 0
     if current > newest:
         raise WorkbenchError(
-            f"This workspace was written by a newer Workbench (schema {current}, this version "
-            f"knows up to {newest}).",
+            f"This workspace was written by a newer Workbench (schema {current}, this version knows up to {newest}).",
             "Upgrade Workbench: pip install -U workbench.",
         )
     con.execute(

@@ -85,12 +85,33 @@ def fail(message: str, hint: str | None = None) -> None:
     raise WorkbenchError(message, hint)
 
 
+def join_param_pairs(argv: list[str]) -> list[str]:
+    """Accept papermill's `-p NAME VALUE` as well as `-p NAME=VALUE` (click takes one value)."""
+    result: list[str] = []
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        if arg in ("-p", "--param") and index + 1 < len(argv):
+            name = argv[index + 1]
+            if "=" not in name and index + 2 < len(argv):
+                result += [arg, f"{name}={argv[index + 2]}"]
+                index += 3
+                continue
+        result.append(arg)
+        index += 1
+    return result
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `workbench` console script."""
+    from workbench.startup import skip_slow_optional_imports
+
+    skip_slow_optional_imports()
     from workbench.cli import commands  # noqa: F401  (registers every command on `app`)
 
+    args = join_param_pairs(sys.argv[1:] if argv is None else argv)
     try:
-        app(args=argv, standalone_mode=True)
+        app(args=args, standalone_mode=True)
     except WorkbenchError as exc:
         err_console.print(f"[bold red]Error:[/] {exc.message}", highlight=False, soft_wrap=True)
         if exc.hint:

@@ -30,9 +30,7 @@ def add(
     path: Optional[str] = typer.Argument(None, help="CSV or Parquet file to register."),
     sql: Optional[str] = typer.Option(None, "--sql", help="Register the result of a DuckDB query."),
     description: Optional[str] = typer.Option(None, "--description", "-d"),
-    expect: Optional[str] = typer.Option(
-        None, "--expect", help="YAML/JSON file of expectations the data must meet."
-    ),
+    expect: Optional[str] = typer.Option(None, "--expect", help="YAML/JSON file of expectations the data must meet."),
     as_json: bool = JsonOption,
 ) -> None:
     """Register a file or query result as the next version of NAME (dedups identical data)."""
@@ -138,9 +136,7 @@ def diff(
     if as_json:
         print_json(result.to_dict())
         return
-    console.print(
-        f"[bold]{result.a} → {result.b}[/]" + ("  (identical content)" if result.same_content else "")
-    )
+    console.print(f"[bold]{result.a} → {result.b}[/]" + ("  (identical content)" if result.same_content else ""))
     console.print(f"rows: {result.row_count[0]:,} → {result.row_count[1]:,} ({result.row_delta:+,})")
     for col in result.columns_added:
         console.print(f"[green]+ column {col['name']} ({col['type']})[/]")
@@ -152,11 +148,7 @@ def diff(
         print_table(
             "Profile changes",
             ["column", "stat", "before", "after"],
-            [
-                (c, stat, v[0], v[1])
-                for c, stats in result.profile_changes.items()
-                for stat, v in stats.items()
-            ],
+            [(c, stat, v[0], v[1]) for c, stats in result.profile_changes.items() for stat, v in stats.items()],
         )
     if result.key:
         console.print(

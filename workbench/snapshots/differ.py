@@ -49,18 +49,14 @@ def _profile_changes(a: Snapshot, b: Snapshot) -> dict[str, dict[str, list[Any]]
     for column in a.profile.keys() & b.profile.keys():
         before, after = a.profile[column], b.profile[column]
         delta = {
-            name: [before.get(name), after.get(name)]
-            for name in PROFILE_FIELDS
-            if before.get(name) != after.get(name)
+            name: [before.get(name), after.get(name)] for name in PROFILE_FIELDS if before.get(name) != after.get(name)
         }
         if delta:
             changes[column] = delta
     return dict(sorted(changes.items()))
 
 
-def diff(
-    a_ref: str, b_ref: str, key: list[str] | str | None = None, ws: Workspace | None = None
-) -> SnapshotDiff:
+def diff(a_ref: str, b_ref: str, key: list[str] | str | None = None, ws: Workspace | None = None) -> SnapshotDiff:
     """What changed from snapshot `a_ref` to `b_ref` (rows matched on `key` when given)."""
     ws = ws or current_workspace()
     a, b = get(a_ref, ws), get(b_ref, ws)
@@ -116,9 +112,7 @@ def _row_diff(result: SnapshotDiff, a: Snapshot, b: Snapshot, key: list[str], ws
             counts[kind] = con.execute(f"SELECT count(*) {body}").fetchone()[0]
             if counts[kind]:
                 cursor = con.execute(f"SELECT {cols} {body} ORDER BY 1 LIMIT {EXAMPLES}")
-                result.examples[kind] = [
-                    dict(zip(key, map(_plain, row), strict=True)) for row in cursor.fetchall()
-                ]
+                result.examples[kind] = [dict(zip(key, map(_plain, row), strict=True)) for row in cursor.fetchall()]
         group = ", ".join(map(quote_ident, key))
         for snap, src in ((a, src_a), (b, src_b)):
             dupes = con.execute(

@@ -34,8 +34,7 @@ def engine(ws: Workspace | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
     con = duckdb.connect(":memory:")
     try:
         con.execute(
-            f"SET memory_limit = "
-            f"{quote_literal(os.environ.get('WORKBENCH_MEMORY_LIMIT', DEFAULT_MEMORY_LIMIT))}"
+            f"SET memory_limit = {quote_literal(os.environ.get('WORKBENCH_MEMORY_LIMIT', DEFAULT_MEMORY_LIMIT))}"
         )
         if ws is not None:
             ws.tmp_dir.mkdir(parents=True, exist_ok=True)

@@ -71,9 +71,7 @@ def load_expectations(spec: dict[str, Any] | str | os.PathLike[str] | None) -> d
         try:
             text = path.read_text()
         except OSError as exc:
-            raise ValidationError(
-                f"Cannot read expectations file {path}: {exc.strerror}.", "Check the path."
-            ) from exc
+            raise ValidationError(f"Cannot read expectations file {path}: {exc.strerror}.", "Check the path.") from exc
         import yaml
 
         try:
@@ -154,9 +152,7 @@ def validate(con: duckdb.DuckDBPyConnection, path: Path, spec: dict[str, Any]) -
         report.checked += 1
         rows = con.execute(f"SELECT count(*) FROM {source}").fetchone()[0]
         if rows < spec["min_rows"]:
-            report.failures.append(
-                Failure("min_rows", None, 0, f"{rows} rows, at least {spec['min_rows']} expected")
-            )
+            report.failures.append(Failure("min_rows", None, 0, f"{rows} rows, at least {spec['min_rows']} expected"))
     for name in spec.get("not_null", []):
         q = column(name, "not_null")
         check("not_null", name, f"{q} IS NULL", [], "%d null values")
@@ -191,7 +187,5 @@ def validate(con: duckdb.DuckDBPyConnection, path: Path, spec: dict[str, Any]) -
             f"(SELECT count(*) AS n FROM {source} GROUP BY {quoted} HAVING count(*) > 1)"
         ).fetchone()
         if dupes[0]:
-            report.failures.append(
-                Failure("unique", label, int(dupes[1]), f"{dupes[0]} duplicated key values")
-            )
+            report.failures.append(Failure("unique", label, int(dupes[1]), f"{dupes[0]} duplicated key values"))
     return report

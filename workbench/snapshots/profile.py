@@ -53,9 +53,7 @@ def read_columns(con: duckdb.DuckDBPyConnection, path: Path) -> list[dict[str, s
     return [{"name": row[0], "type": row[1]} for row in rows]
 
 
-def content_hash(
-    con: duckdb.DuckDBPyConnection, path: Path, columns: list[dict[str, str]]
-) -> tuple[str, int]:
+def content_hash(con: duckdb.DuckDBPyConnection, path: Path, columns: list[dict[str, str]]) -> tuple[str, int]:
     """(hash, row_count) of the data in a Parquet file."""
     cols = ", ".join(quote_ident(c["name"]) for c in columns)
     if any(c["name"] == "file_row_number" for c in columns):
@@ -83,9 +81,7 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def profile(
-    con: duckdb.DuckDBPyConnection, path: Path, columns: list[dict[str, str]]
-) -> dict[str, dict[str, Any]]:
+def profile(con: duckdb.DuckDBPyConnection, path: Path, columns: list[dict[str, str]]) -> dict[str, dict[str, Any]]:
     """Per column: type, null count, distinct estimate, min/max/mean (numbers), top values."""
     if not columns:
         return {}

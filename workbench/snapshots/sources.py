@@ -78,9 +78,7 @@ def source_from(data: Any = None, sql: str | None = None) -> Source:
         if len(data.columns) == 0:
             raise DataSourceError("The DataFrame has no columns.", "Pass a DataFrame with data.")
         if len(set(map(str, data.columns))) != len(data.columns):
-            raise DataSourceError(
-                "The DataFrame has duplicate column names.", "Rename the columns to be unique."
-            )
+            raise DataSourceError("The DataFrame has duplicate column names.", "Rename the columns to be unique.")
         return Source("dataframe", data)
     raise DataSourceError(
         f"Cannot make a snapshot from {type(data).__name__}.",

@@ -123,9 +123,7 @@ def register(
         blob_id = f"{digest}.parquet"
         byte_size = tmp.stat().st_size
         blobs.adopt(ws, blob_id, tmp)
-    return _insert(
-        ws, name, digest, source.describe(), description, row_count, byte_size, columns, stats, blob_id
-    )
+    return _insert(ws, name, digest, source.describe(), description, row_count, byte_size, columns, stats, blob_id)
 
 
 def _insert(
@@ -149,9 +147,9 @@ def _insert(
             snap = _from_row(existing)
             snap.created = False
             return snap
-        version = con.execute(
-            "SELECT coalesce(max(version), 0) + 1 FROM snapshots WHERE name = ?", [name]
-        ).fetchone()[0]
+        version = con.execute("SELECT coalesce(max(version), 0) + 1 FROM snapshots WHERE name = ?", [name]).fetchone()[
+            0
+        ]
         snap = Snapshot(
             name,
             version,
@@ -216,14 +214,10 @@ def get(ref: str | Ref, ws: Workspace | None = None) -> Snapshot:
             f"Snapshot {parsed} does not exist.",
             f"{parsed.name} has versions {', '.join(map(str, versions))}.",
         )
-    raise NotFoundError(
-        f"No snapshot named {parsed.name!r}.", "See 'workbench snapshot list' for what exists."
-    )
+    raise NotFoundError(f"No snapshot named {parsed.name!r}.", "See 'workbench snapshot list' for what exists.")
 
 
-def list_snapshots(
-    name: str | None = None, all_versions: bool = False, ws: Workspace | None = None
-) -> list[Snapshot]:
+def list_snapshots(name: str | None = None, all_versions: bool = False, ws: Workspace | None = None) -> list[Snapshot]:
     """Latest version of each name (or every version), newest names first."""
     ws = _ws(ws)
     where, params = "", []
@@ -232,9 +226,7 @@ def list_snapshots(
         where, params = "WHERE name = ?", [name]
     with connect(ws) as con:
         if all_versions:
-            rows = con.execute(
-                f"SELECT {_COLUMNS} FROM snapshots {where} ORDER BY name, version", params
-            ).fetchall()
+            rows = con.execute(f"SELECT {_COLUMNS} FROM snapshots {where} ORDER BY name, version", params).fetchall()
         else:
             rows = con.execute(
                 f"SELECT {_COLUMNS} FROM snapshots {where} "

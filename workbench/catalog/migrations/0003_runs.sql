@@ -95,3 +95,9 @@ CREATE TABLE sweeps (
 CREATE INDEX run_params_run ON run_params (run_id);
 CREATE INDEX run_summary_run ON run_metric_summary (run_id);
 CREATE INDEX run_metrics_run ON run_metrics (run_id);
+
+CREATE TABLE run_ingest (                  -- how much of each run's event file the catalog holds
+    run_id       VARCHAR PRIMARY KEY,
+    events_size  BIGINT NOT NULL,
+    ingested_at  TIMESTAMPTZ NOT NULL
+);

@@ -1,0 +1,1 @@
+"""Tracked runs: executing notebooks with papermill, recording events, ingesting them."""

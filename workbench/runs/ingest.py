@@ -1,0 +1,271 @@
+"""Folding run event files into the catalog, and marking runs that died as killed.
+
+Writers never touch the catalog on the hot path: they append to `runs/<id>/events.jsonl` and
+touch a marker `pending/<id>`. Whoever next needs fresh data (the runner at the end of a run,
+the CLI, the REST API, a query) calls `ingest_pending`, which re-reads only the marked runs and
+replaces their rows in one short transaction. A marker is removed once its run is final and
+fully ingested, so the cost stays proportional to active runs, not to history. Ingestion is
+idempotent, and `ingest_all` rebuilds the run tables from the folders alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from typing import Any
+
+import pandas as pd
+
+from workbench.catalog import transaction
+from workbench.runs.events import EVENTS_FILE, EventWriter, heartbeat_age, now_iso, read_events, run_dir
+from workbench.workspace import Workspace
+
+FINAL_STATUSES = ("finished", "failed", "killed")
+RUN_TABLES = (
+    "runs",
+    "run_params",
+    "run_metrics",
+    "run_metric_summary",
+    "run_tags",
+    "run_artifacts",
+    "run_inputs",
+)
+
+_RUN_COLUMNS = (
+    "run_id", "experiment", "kind", "status", "notebook", "notebook_hash", "notebook_blob", "output_blob",
+    "created_at", "started_at", "ended_at", "duration_s", "creator", "host", "pid", "git_commit",
+    "git_dirty", "python_version", "packages", "kernel", "error", "parent_run_id", "sweep_id", "pipeline_run",
+)  # fmt: skip
+
+
+def pending_dir(ws: Workspace):
+    return ws.root / "pending"
+
+
+def mark_pending(ws: Workspace, run_id: str) -> None:
+    folder = pending_dir(ws)
+    folder.mkdir(exist_ok=True)
+    path = folder / run_id
+    with open(path, "a"):
+        pass
+    os.utime(path)
+
+
+def writer_for(ws: Workspace, run_id: str) -> EventWriter:
+    """An EventWriter that also marks the run as having news for the catalog."""
+    return EventWriter(run_dir(ws, run_id) / EVENTS_FILE, on_flush=lambda: mark_pending(ws, run_id))
+
+
+def _parse_time(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+
+def fold(events: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
+    """Reduce a run's events to its catalog rows; None if the run has no start event."""
+    run: dict[str, Any] | None = None
+    params: dict[str, Any] = {}
+    tags: dict[str, str] = {}
+    artifacts: dict[str, dict[str, Any]] = {}
+    inputs: dict[tuple[str, int], None] = {}
+    metrics: list[tuple[str, int | None, float, str | None]] = []
+    for event in events:
+        kind = event.get("t")
+        if kind == "start":
+            run = {c: event.get(c) for c in _RUN_COLUMNS}
+        elif run is None:
+            continue
+        elif kind == "status":
+            run["status"] = event["status"]
+            if event["status"] == "running":
+                run["started_at"] = event.get("at")
+                run["pid"], run["host"] = event.get("pid", run.get("pid")), event.get("host", run.get("host"))
+        elif kind == "param":
+            params[event["key"]] = event.get("value")
+        elif kind == "metric":
+            metrics.append((event["key"], event.get("step"), event.get("value"), event.get("at")))
+        elif kind == "tag":
+            tags[event["key"]] = str(event.get("value"))
+        elif kind == "artifact":
+            artifacts[event["name"]] = event
+        elif kind == "input":
+            inputs[(event["name"], int(event["version"]))] = None
+        elif kind == "end":
+            for key in ("status", "ended_at", "duration_s", "error", "output_blob"):
+                if event.get(key) is not None:
+                    run[key] = event[key]
+    if run is None:
+        return None
+    return {"run": run, "params": params, "tags": tags, "artifacts": artifacts, "inputs": list(inputs),
+            "metrics": metrics}  # fmt: skip
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _frames(folded: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
+    runs, params, metrics, tags, artifacts, inputs = [], [], [], [], [], []
+    for item in folded:
+        run = dict(item["run"])
+        run_id = run["run_id"]
+        for key in ("created_at", "started_at", "ended_at"):
+            run[key] = _parse_time(run.get(key))
+        for key in ("packages", "error"):
+            run[key] = json.dumps(run[key]) if run.get(key) is not None else None
+        runs.append(run)
+        for key, value in item["params"].items():
+            text = value if isinstance(value, str) else json.dumps(value)
+            params.append((run_id, key, json.dumps(value), _number(value), text))
+        for index, (key, step, value, at) in enumerate(item["metrics"]):
+            metrics.append((run_id, key, step if step is not None else index, _number(value), _parse_time(at)))
+        tags += [(run_id, k, v) for k, v in item["tags"].items()]
+        artifacts += [
+            (run_id, a["name"], a["kind"], a["blob"], a.get("size"), json.dumps(a.get("meta")),
+             _parse_time(a.get("at")))
+            for a in item["artifacts"].values()
+        ]  # fmt: skip
+        inputs += [(run_id, name, version) for name, version in item["inputs"]]
+
+    def frame(rows: list, columns: list[str]) -> pd.DataFrame:
+        return pd.DataFrame(rows, columns=columns)
+
+    return {
+        "runs": pd.DataFrame(runs, columns=list(_RUN_COLUMNS)),
+        "run_params": frame(params, ["run_id", "key", "value", "value_num", "value_text"]),
+        "run_metrics": frame(metrics, ["run_id", "key", "step", "value", "logged_at"]),
+        "run_tags": frame(tags, ["run_id", "key", "value"]),
+        "run_artifacts": frame(artifacts, ["run_id", "name", "kind", "blob", "size", "meta", "logged_at"]),
+        "run_inputs": frame(inputs, ["run_id", "snapshot_name", "snapshot_version"]),
+    }
+
+
+def ingest_runs(ws: Workspace, run_ids: list[str]) -> list[str]:
+    """Replace the catalog rows of `run_ids` with what their event files say; return final ones."""
+    folded, sizes, final = [], [], []
+    for run_id in run_ids:
+        path = run_dir(ws, run_id) / EVENTS_FILE
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            continue
+        item = fold(read_events(path))
+        if item is None:
+            continue
+        folded.append(item)
+        sizes.append((run_id, size))
+        if item["run"]["status"] in FINAL_STATUSES:
+            final.append(run_id)
+    if not folded:
+        return []
+    frames = _frames(folded)
+    ids = [rid for rid, _ in sizes]
+    with transaction(ws) as con:
+        con.register("__wb_ids", pd.DataFrame({"run_id": ids}))
+        for table in RUN_TABLES:
+            con.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT run_id FROM __wb_ids)")
+        for table, frame in frames.items():
+            if len(frame):
+                con.register("__wb_rows", frame)
+                columns = ", ".join(frame.columns)
+                con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM __wb_rows")
+                con.unregister("__wb_rows")
+        con.execute(
+            "INSERT INTO run_metric_summary SELECT run_id, key, arg_max(value, step), min(value), max(value), "
+            "max(step), count(*) FROM run_metrics WHERE run_id IN (SELECT run_id FROM __wb_ids) GROUP BY run_id, key"
+        )
+        con.execute(
+            "INSERT INTO experiments SELECT DISTINCT r.experiment, min(r.created_at), any_value(r.creator), NULL "
+            "FROM runs r WHERE r.run_id IN (SELECT run_id FROM __wb_ids) "
+            "AND r.experiment NOT IN (SELECT name FROM experiments) GROUP BY r.experiment"
+        )
+        con.register("__wb_sizes", pd.DataFrame(sizes, columns=["run_id", "events_size"]))
+        con.execute("DELETE FROM run_ingest WHERE run_id IN (SELECT run_id FROM __wb_ids)")
+        con.execute("INSERT INTO run_ingest SELECT run_id, events_size, now() FROM __wb_sizes")
+    return final
+
+
+def _alive(pid: int | None, host: str | None) -> bool:
+    if not pid or host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stale_after() -> float:
+    """Seconds without a heartbeat after which a run whose process is gone counts as dead."""
+    return float(os.environ.get("WORKBENCH_STALE_AFTER", "30"))
+
+
+def _reap_if_dead(ws: Workspace, run_id: str) -> None:
+    """Write a `killed` end event for a running run whose process is gone."""
+    folder = run_dir(ws, run_id)
+    item = fold(read_events(folder / EVENTS_FILE))
+    if item is None or item["run"]["status"] in FINAL_STATUSES:
+        return
+    limit = stale_after()
+    age = heartbeat_age(folder)
+    if age is not None and age < limit:
+        return
+    run = item["run"]
+    if age is None and time.time() - folder.stat().st_mtime < limit:
+        return
+    if _alive(run.get("pid"), run.get("host")) and (age is None or age < 10 * limit):
+        return  # alive: queued behind others, or busy in a long cell without heartbeats
+    writer = writer_for(ws, run_id)
+    started = _parse_time(run.get("started_at") or run.get("created_at"))
+    writer.emit(
+        "end",
+        status="killed",
+        ended_at=now_iso(),
+        duration_s=(datetime.now(timezone.utc) - started).total_seconds() if started else None,
+        error={"ename": "Killed", "evalue": "The run's process stopped without finishing (killed or crashed).",
+               "traceback": [], "cell_index": None},
+    )  # fmt: skip
+    writer.close()
+
+
+def ingest_pending(ws: Workspace) -> int:
+    """Ingest every run with unindexed events; reap dead runs. Returns how many runs were read."""
+    folder = pending_dir(ws)
+    if not folder.is_dir():
+        return 0
+    marks = {entry.name: entry.stat().st_mtime_ns for entry in os.scandir(folder)}
+    if not marks:
+        return 0
+    from workbench.runs.ids import RUN_ID
+
+    run_ids = [r for r in marks if RUN_ID.match(r)]
+    for run_id in run_ids:
+        _reap_if_dead(ws, run_id)
+    final = ingest_runs(ws, run_ids)
+    for run_id in final:
+        path = folder / run_id
+        try:
+            if path.stat().st_mtime_ns == marks[run_id]:
+                path.unlink()
+        except FileNotFoundError:
+            pass
+    return len(run_ids)
+
+
+def ingest_all(ws: Workspace) -> int:
+    """Re-index every run folder (rebuilds the run tables from the files alone)."""
+    from workbench.runs.ids import RUN_ID
+
+    if not ws.runs_dir.is_dir():
+        return 0
+    run_ids = sorted(e.name for e in os.scandir(ws.runs_dir) if RUN_ID.match(e.name))
+    for start in range(0, len(run_ids), 500):
+        ingest_runs(ws, run_ids[start : start + 500])
+    return len(run_ids)

@@ -1,0 +1,150 @@
+"""Starting runs: in this process, in a background worker, again (rerun), and cancelling them.
+
+This is the library behind `wb.run`, `workbench run`, `workbench rerun` and the REST API's
+"start run" button. Validation (notebook, parameters, kernel, names) happens here before any
+record is written, so a mistake leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+from workbench import blobs
+from workbench.errors import NotFoundError, ValidationError
+from workbench.names import validate_name
+from workbench.runs import environment
+from workbench.runs.events import EVENTS_FILE, read_events, run_dir
+from workbench.runs.ingest import FINAL_STATUSES, fold
+from workbench.runs.runner import CANCEL_FILE, execute, prepare, queue
+from workbench.runs.store import Run, get_run
+from workbench.workspace import Workspace, current_workspace
+
+
+class ReproducibilityWarning(UserWarning):
+    """A rerun does not run on exactly what the original ran on (notebook, code, packages)."""
+
+
+def _check_tags(tags: dict[str, Any] | None) -> dict[str, str]:
+    clean = {}
+    for key, value in (tags or {}).items():
+        validate_name(str(key), "tag name")
+        clean[str(key)] = str(value)
+    return clean
+
+
+def run(
+    notebook: str | os.PathLike[str],
+    params: dict[str, Any] | None = None,
+    *,
+    experiment: str | None = None,
+    tags: dict[str, Any] | None = None,
+    allow_new_params: bool = False,
+    kernel: str | None = None,
+    background: bool = False,
+    params_from_text: bool = False,
+    ws: Workspace | None = None,
+) -> Run:
+    """Execute `notebook` with `params` as a tracked run and return it.
+
+    With `background=True` the run executes in a detached worker process and this returns at
+    once with the run `queued`; follow it with `get_run` (the UI and REST API do this).
+    """
+    ws = ws or current_workspace()
+    if experiment is not None:
+        validate_name(experiment, "experiment name")
+    prepared = prepare(notebook, params, allow_new_params=allow_new_params, from_text=params_from_text,
+                       kernel_name=kernel)  # fmt: skip
+    record = queue(ws, prepared, experiment=experiment, tags=_check_tags(tags))
+    if background:
+        start_background(ws, record.run_id)
+    else:
+        execute(ws, prepared, record)
+    return get_run(record.run_id, ws)
+
+
+def start_background(ws: Workspace, run_id: str) -> int:
+    """Execute a queued run in a detached worker process; returns its pid."""
+    folder = run_dir(ws, run_id)
+    with open(folder / "worker.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "workbench.runs.worker", str(ws.root), run_id],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+        )  # fmt: skip
+    return proc.pid
+
+
+def rerun(run_id: str, *, experiment: str | None = None, ws: Workspace | None = None) -> Run:
+    """Execute the same notebook content with the same parameters on the same snapshot versions.
+
+    The new run links to the original (`parent_run_id`). When the notebook file, the code commit
+    or the installed packages differ from the original's, a `ReproducibilityWarning` says how.
+    """
+    ws = ws or current_workspace()
+    original = get_run(run_id, ws)
+    if original.kind != "notebook" or not original.notebook_blob:
+        raise ValidationError(
+            f"Run {run_id} is an interactive run: there is no notebook execution to repeat.",
+            "Rerun works on runs started with 'workbench run' or wb.run().",
+        )
+    source_path = blobs.blob_path(ws, original.notebook_blob)
+    if not source_path.is_file():
+        raise NotFoundError(f"The notebook content of run {run_id} is missing from the store.",
+                            "Run 'workbench doctor' to check the workspace.")  # fmt: skip
+    for message in reproducibility_differences(original):
+        warnings.warn(message, ReproducibilityWarning, stacklevel=2)
+    prepared = prepare(original.notebook or "notebook.ipynb", original.params, allow_new_params=True,
+                       kernel_name=original.kernel, source=source_path.read_bytes())  # fmt: skip
+    pins = dict(ref.split("@") for ref in original.inputs)
+    record = queue(ws, prepared, experiment=experiment or original.experiment, tags=original.tags,
+                   parent_run_id=original.run_id, pins={k: int(v) for k, v in pins.items()})  # fmt: skip
+    execute(ws, prepared, record, pins={k: int(v) for k, v in pins.items()})
+    return get_run(record.run_id, ws)
+
+
+def reproducibility_differences(original: Run) -> list[str]:
+    """What differs now from what `original` ran on."""
+    messages = []
+    if original.notebook and Path(original.notebook).is_file():
+        import hashlib
+
+        current_hash = hashlib.sha256(Path(original.notebook).read_bytes()).hexdigest()
+        if current_hash != original.notebook_hash:
+            messages.append(f"{original.notebook} changed since run {original.run_id}; rerunning the original content.")
+    folder = Path(original.notebook).parent if original.notebook else Path.cwd()
+    commit, _dirty = environment.git_state(folder) if folder.is_dir() else (None, None)
+    if original.git_commit and commit and commit != original.git_commit:
+        messages.append(f"Code is at commit {commit[:10]}, the original ran at {original.git_commit[:10]}.")
+    changes = environment.package_differences(original.packages, environment.packages())
+    if changes:
+        messages.append("Package versions differ from the original run: " + "; ".join(changes))
+    return messages
+
+
+def cancel_run(run_id: str, ws: Workspace | None = None) -> bool:
+    """Ask a queued or running run to stop; returns False if it had already ended.
+
+    A cancel file stops a queued run before it starts; a running one gets SIGTERM sent to the
+    process executing it, which kills the kernel and ends the run as `killed`.
+    """
+    ws = ws or current_workspace()
+    folder = run_dir(ws, run_id)
+    item = fold(read_events(folder / EVENTS_FILE))
+    if item is None:
+        raise NotFoundError(f"No run {run_id}.", "List runs with 'workbench runs list'.")
+    run_state = item["run"]
+    if run_state["status"] in FINAL_STATUSES:
+        return False
+    (folder / CANCEL_FILE).touch()
+    if run_state["status"] == "running" and run_state.get("host") == socket.gethostname() and run_state.get("pid"):
+        try:
+            os.kill(int(run_state["pid"]), signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    return True

@@ -1,0 +1,263 @@
+"""Parameter sweeps: many runs of one notebook, K at a time, locally or on a Dask cluster.
+
+Every combination becomes a queued run first (so the UI shows the whole sweep at once), then an
+executor works through them: a local process pool of K workers, each kernel limited to about
+cores/K BLAS/OpenMP threads so parallel runs never oversubscribe the machine, or a
+`dask.distributed` cluster. A failed run is recorded and the sweep goes on.
+
+Grid values are comma lists (`lr=0.01,0.1,1`); with `random=N`, N combinations are sampled from
+the grid, and a parameter may also be a distribution: `uniform(a,b)`, `loguniform(a,b)` or
+`randint(a,b)` (both ends included).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import random as random_module
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from workbench.catalog import transaction
+from workbench.errors import ValidationError
+from workbench.identity import current_user
+from workbench.names import validate_name
+from workbench.runs.ids import new_run_id
+from workbench.runs.launch import _check_tags
+from workbench.runs.params import _coerce_text, read_notebook
+from workbench.runs.runner import execute_queued, init_worker_process, prepare, queue
+from workbench.runs.store import get_run
+from workbench.workspace import Workspace, current_workspace
+
+_DISTRIBUTION = re.compile(r"^(uniform|loguniform|randint)\(\s*([^,()]+)\s*,\s*([^,()]+)\s*\)$")
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """A range to sample from in a random sweep."""
+
+    kind: str
+    low: float
+    high: float
+
+    def sample(self, rng: random_module.Random) -> float | int:
+        if self.kind == "randint":
+            return rng.randint(int(self.low), int(self.high))
+        if self.kind == "loguniform":
+            return math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
+        return rng.uniform(self.low, self.high)
+
+
+Space = dict[str, "list[Any] | Distribution"]
+
+
+@dataclass
+class SweepResult:
+    """The runs of one sweep and how they ended."""
+
+    sweep_id: str
+    experiment: str
+    run_ids: list[str]
+    statuses: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[str]:
+        return [r for r, s in self.statuses.items() if s != "finished"]
+
+    def table(self, metric: str | None = None, ascending: bool = True, ws: Workspace | None = None) -> pd.DataFrame:
+        """One row per run: status, params, last metric values; sorted by `metric` if given."""
+        rows = []
+        for run_id in self.run_ids:
+            run = get_run(run_id, ws)
+            rows.append({"run_id": run_id, "status": run.status, "duration_s": run.duration_s,
+                         **{f"params.{k}": v for k, v in run.params.items()},
+                         **{f"metrics.{k}": v for k, v in run.metrics.items()}})  # fmt: skip
+        frame = pd.DataFrame(rows)
+        column = f"metrics.{metric}"
+        if metric and column in frame:
+            frame = frame.sort_values(column, ascending=ascending, na_position="last").reset_index(drop=True)
+        return frame
+
+
+def parse_grid_option(text: str, declared: dict[str, dict[str, Any]], allow_new: bool = False) -> tuple[str, Any]:
+    """`lr=0.01,0.1` -> ("lr", [0.01, 0.1]) with values typed like the notebook's default."""
+    name, sep, values = text.partition("=")
+    name = name.strip()
+    if not sep or not name or not values.strip():
+        raise ValidationError(f"Invalid --grid {text!r}.", "Write NAME=V1,V2,... e.g. --grid lr=0.01,0.1")
+    if name not in declared and not allow_new:
+        known = ", ".join(sorted(declared)) or "none"
+        raise ValidationError(f"Unknown parameter {name!r} in --grid (known: {known}).",
+                              "Fix the name, or pass --allow-new-params.")  # fmt: skip
+    type_name = declared.get(name, {}).get("type", "any")
+    match = _DISTRIBUTION.match(values.strip())
+    if match:
+        try:
+            low, high = float(match.group(2)), float(match.group(3))
+        except ValueError as exc:
+            raise ValidationError(f"Invalid range in --grid {text!r}.", "Bounds must be numbers.") from exc
+        if low >= high or (match.group(1) == "loguniform" and low <= 0):
+            raise ValidationError(f"Invalid range in --grid {text!r}.", "Need low < high (and low > 0 for loguniform).")
+        return name, Distribution(match.group(1), low, high)
+    return name, [_coerce_text(name, v.strip(), type_name) for v in values.split(",")]
+
+
+def expand(space: Space, random: int | None = None, seed: int = 0) -> list[dict[str, Any]]:
+    """Parameter sets of a sweep: the full grid, or `random` samples from it."""
+    if not space:
+        raise ValidationError("A sweep needs at least one parameter to vary.", "Add --grid NAME=V1,V2,...")
+    for name, values in space.items():
+        if not isinstance(values, Distribution) and not values:
+            raise ValidationError(f"Parameter {name!r} has no values to sweep over.")
+    names = list(space)
+    has_distribution = any(isinstance(v, Distribution) for v in space.values())
+    if random is None:
+        if has_distribution:
+            raise ValidationError("Ranges like uniform(a,b) need a random sweep.", "Add --random N.")
+        return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*space.values())]
+    if random < 1:
+        raise ValidationError(f"--random must be at least 1, got {random}.")
+    rng = random_module.Random(seed)
+    if not has_distribution:
+        combos = list(itertools.product(*space.values()))
+        picked = rng.sample(combos, min(random, len(combos)))
+        return [dict(zip(names, combo, strict=True)) for combo in picked]
+    return [
+        {name: values.sample(rng) if isinstance(values, Distribution) else rng.choice(values)
+         for name, values in space.items()}
+        for _ in range(random)
+    ]  # fmt: skip
+
+
+def default_parallel() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def sweep(
+    notebook: str | os.PathLike[str],
+    grid: dict[str, Any] | None = None,
+    *,
+    random: int | None = None,
+    seed: int = 0,
+    params: dict[str, Any] | None = None,
+    parallel: int | None = None,
+    experiment: str | None = None,
+    tags: dict[str, Any] | None = None,
+    executor: str = "local",
+    scheduler: str | None = None,
+    allow_new_params: bool = False,
+    params_from_text: bool = False,
+    on_progress: Callable[[dict[str, int]], None] | None = None,
+    ws: Workspace | None = None,
+) -> SweepResult:
+    """Run `notebook` once per parameter set of `grid` (or `random` samples of it).
+
+    `grid` maps a parameter to a list of values (or a `Distribution`); `params` are fixed values
+    for every run. Returns when every run has ended; failures are in `result.failed`.
+    """
+    ws = ws or current_workspace()
+    if executor not in ("local", "dask"):
+        raise ValidationError(f"Unknown executor {executor!r}.", "Use 'local' or 'dask'.")
+    if executor == "dask" and not scheduler:
+        raise ValidationError("The dask executor needs a scheduler address.", "Pass --scheduler tcp://HOST:8786.")
+    parallel = parallel or default_parallel()
+    if parallel < 1:
+        raise ValidationError(f"--parallel must be at least 1, got {parallel}.")
+    read_notebook(notebook)  # a missing or broken notebook fails before anything else
+    space: Space = {name: values if isinstance(values, Distribution) else list(values)
+                    for name, values in (grid or {}).items()}  # fmt: skip
+    combos = expand(space, random, seed)
+    experiment = validate_name(experiment or f"sweep-{os.path.splitext(os.path.basename(notebook))[0]}",
+                               "experiment name")  # fmt: skip
+    clean_tags = _check_tags(tags)
+    # Validate every parameter set before anything is recorded.
+    prepared = [
+        prepare(notebook, {**(params or {}), **combo}, allow_new_params=allow_new_params,
+                from_text=params_from_text)
+        for combo in combos
+    ]  # fmt: skip
+    sweep_id = new_run_id()
+    spec = {"grid": {k: (v if isinstance(v, list) else repr(v)) for k, v in space.items()}, "random": random,
+            "seed": seed, "params": params or {}, "parallel": parallel, "executor": executor}  # fmt: skip
+    with transaction(ws) as con:
+        con.execute(
+            "INSERT INTO sweeps VALUES (?, ?, ?, ?, now(), ?)",
+            [sweep_id, experiment, str(prepared[0].notebook), json.dumps(spec, default=str), current_user()],
+        )
+    records = [queue(ws, p, experiment=experiment, tags={**clean_tags, "sweep": sweep_id}, sweep_id=sweep_id)
+               for p in prepared]  # fmt: skip
+    run_ids = [r.run_id for r in records]
+    if executor == "dask":
+        statuses = _run_on_dask(ws, run_ids, scheduler or "", parallel, on_progress)
+    else:
+        statuses = _run_locally(ws, run_ids, parallel, on_progress)
+    return SweepResult(sweep_id, experiment, run_ids, statuses)
+
+
+def _report(on_progress: Callable[[dict[str, int]], None] | None, statuses: dict[str, str], total: int,
+            running: int) -> None:  # fmt: skip
+    if on_progress is None:
+        return
+    finished = sum(1 for s in statuses.values() if s == "finished")
+    on_progress({"total": total, "finished": finished, "failed": len(statuses) - finished, "running": running})
+
+
+def _run_locally(ws: Workspace, run_ids: list[str], parallel: int,
+                 on_progress: Callable[[dict[str, int]], None] | None) -> dict[str, str]:  # fmt: skip
+    """A pool of `parallel` worker processes; each executes queued runs one after another."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    statuses: dict[str, str] = {}
+    workers = min(parallel, len(run_ids))
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=init_worker_process) as pool:
+        futures = {pool.submit(execute_queued, str(ws.root), run_id, parallel): run_id for run_id in run_ids}
+        pending = set(futures)
+        _report(on_progress, statuses, len(run_ids), min(workers, len(pending)))
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                statuses[futures[future]] = _status_of(future)
+            _report(on_progress, statuses, len(run_ids), min(workers, len(pending)))
+    return statuses
+
+
+def _status_of(future: Any) -> str:
+    try:
+        return future.result()
+    except Exception:  # a worker died (e.g. kill -9): the run is reaped as killed by the next reader
+        return "killed"
+
+
+def _run_on_dask(ws: Workspace, run_ids: list[str], scheduler: str, parallel: int,
+                 on_progress: Callable[[dict[str, int]], None] | None) -> dict[str, str]:  # fmt: skip
+    """Submit every run to an existing Dask cluster; workers must see the workspace folder."""
+    from dask.distributed import Client, as_completed
+
+    try:
+        client = Client(scheduler, timeout="20s")
+    except OSError as exc:
+        raise ValidationError(f"Cannot reach the Dask scheduler at {scheduler}: {exc}.",
+                              "Start it with 'dask scheduler' and check the address.") from exc  # fmt: skip
+    statuses: dict[str, str] = {}
+    try:
+        threads = sum(client.nthreads().values()) or parallel
+        futures = {
+            client.submit(execute_queued, str(ws.root), run_id, threads, key=f"workbench-run-{run_id}", pure=False):
+            run_id
+            for run_id in run_ids
+        }  # fmt: skip
+        _report(on_progress, statuses, len(run_ids), min(threads, len(run_ids)))
+        for future in as_completed(futures):
+            statuses[futures[future]] = _status_of(future)
+            _report(on_progress, statuses, len(run_ids), min(threads, len(run_ids) - len(statuses)))
+    finally:
+        client.close()
+    return statuses

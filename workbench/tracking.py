@@ -1,0 +1,240 @@
+"""The logging API used inside notebooks: `wb.log_metric`, `wb.log_model`, ...
+
+In a notebook executed by `wb.run` / `workbench run`, the runner has already created the run and
+passed its id in `WORKBENCH_RUN_ID`; the calls here only append events to that run's file.
+Opened interactively in JupyterLab, the first log call creates an `interactive` run that ends
+(`finished`) when the kernel exits, or is marked `killed` by the next reader if the kernel dies.
+Events are flushed in batches, after every notebook cell and at exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import math
+import os
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+from workbench import blobs
+from workbench.errors import ValidationError, WorkbenchError
+from workbench.names import validate_name
+from workbench.runs.events import ENV_PINS, ENV_RUN_ID, Heartbeat, now_iso, run_dir
+from workbench.runs.ids import check_run_id
+from workbench.runs.ingest import writer_for
+from workbench.runs.lifecycle import RunRecord, create_run
+from workbench.workspace import current_workspace
+
+ENV_EXPERIMENT = "WORKBENCH_EXPERIMENT"
+KEY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-/]{0,127}$")
+ARTIFACT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*)*$")
+
+_lock = threading.Lock()
+_active: _ActiveRun | None = None
+
+
+class _ActiveRun:
+    def __init__(self, record: RunRecord, interactive: bool) -> None:
+        self.record = record
+        self.interactive = interactive
+        self.heartbeat = Heartbeat(run_dir(record.ws, record.run_id)).start() if interactive else None
+        self.ended = False
+
+    @property
+    def run_id(self) -> str:
+        return self.record.run_id
+
+
+def _flush_active(*_args: Any) -> None:
+    if _active is not None:
+        _active.record.writer.flush()
+
+
+def _on_exit() -> None:
+    if _active is None:
+        return
+    if _active.interactive and not _active.ended:
+        end_run()
+    else:
+        _active.record.writer.flush()
+
+
+def _install_hooks() -> None:
+    atexit.register(_on_exit)
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        if shell is not None:
+            shell.events.register("post_run_cell", _flush_active)
+    except ImportError:
+        pass
+
+
+def active_run(create: bool = True) -> _ActiveRun | None:
+    """The run this process logs to: the injected one, else a new interactive run (if `create`)."""
+    global _active
+    with _lock:
+        if _active is not None and not _active.ended:
+            return _active
+        injected = os.environ.get(ENV_RUN_ID)
+        if injected:
+            ws = current_workspace()
+            check_run_id(injected)
+            _active = _ActiveRun(RunRecord(ws, injected, writer_for(ws, injected), 0.0), interactive=False)
+        elif create:
+            ws = current_workspace()
+            record = create_run(ws, experiment=os.environ.get(ENV_EXPERIMENT, "interactive"), kind="interactive")
+            record.set_status("running")
+            record.sync()
+            _active = _ActiveRun(record, interactive=True)
+        else:
+            return None
+        _install_hooks()
+        return _active
+
+
+def active_run_id() -> str | None:
+    run = active_run(create=False)
+    return run.run_id if run else None
+
+
+def end_run(status: str = "finished") -> None:
+    """End the interactive run (the next log call starts a new one)."""
+    global _active
+    if _active is None or _active.ended:
+        return
+    if not _active.interactive:
+        raise WorkbenchError("This run is managed by the runner and ends with the notebook.")
+    if _active.heartbeat:
+        _active.heartbeat.stop()
+    _active.record.end(status)
+    _active.ended = True
+    try:
+        _active.record.sync()
+    except WorkbenchError:
+        pass  # the catalog is busy; the next reader ingests it
+
+
+def _key(key: object, kind: str) -> str:
+    if not isinstance(key, str) or not KEY_PATTERN.match(key):
+        raise ValidationError(
+            f"Invalid {kind} name {key!r}.",
+            "Use letters, digits, '_', '-', '.', '/' (starting with a letter or '_').",
+        )
+    return key
+
+
+def _number(key: str, value: Any) -> float:
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValidationError(f"Metric {key!r} must be a number, got {type(value).__name__}.")
+    return float(value) if math.isfinite(value) else float("nan")
+
+
+def log_metric(key: str, value: float, step: int | None = None) -> None:
+    """Record a metric value (call repeatedly with `step` for a series)."""
+    key = _key(key, "metric")
+    number = _number(key, value)
+    if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
+        raise ValidationError(f"step must be an integer, got {step!r}.")
+    active_run().record.writer.emit("metric", key=key, value=number, step=step, at=now_iso())
+
+
+def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
+    for key, value in metrics.items():
+        log_metric(key, value, step)
+
+
+def log_param(key: str, value: Any) -> None:
+    active_run().record.writer.emit("param", key=_key(key, "parameter"), value=value)
+
+
+def log_params(params: dict[str, Any]) -> None:
+    for key, value in params.items():
+        log_param(key, value)
+
+
+def set_tag(key: str, value: Any) -> None:
+    active_run().record.writer.emit("tag", key=_key(key, "tag"), value=str(value))
+
+
+def _artifact_name(name: str) -> str:
+    if not isinstance(name, str) or len(name) > 255 or not ARTIFACT_NAME.match(name) or ".." in name.split("/"):
+        raise ValidationError(
+            f"Invalid artifact name {name!r}.",
+            "Use a relative name like 'plots/roc.png' (no '..', no absolute paths).",
+        )
+    return name
+
+
+def _emit_artifact(name: str, kind: str, blob_id: str, meta: dict[str, Any] | None = None) -> str:
+    ws = current_workspace()
+    size = blobs.blob_path(ws, blob_id).stat().st_size
+    run = active_run()
+    run.record.writer.emit("artifact", name=name, kind=kind, blob=blob_id, size=size, meta=meta, at=now_iso())
+    return blob_id
+
+
+def log_artifact(path: str | os.PathLike[str], name: str | None = None) -> str:
+    """Store a file with the run (content-addressed); returns its blob id."""
+    source = Path(path)
+    if source.is_symlink():
+        raise ValidationError(f"{source} is a symbolic link.", "Log the file it points to instead.")
+    if not source.is_file():
+        raise ValidationError(f"Artifact file not found: {source}.", "Check the path.")
+    artifact = _artifact_name(name or source.name)
+    ws = current_workspace()
+    return _emit_artifact(artifact, "file", blobs.put_file(ws, source, _extension(source)))
+
+
+def _extension(path: Path) -> str:
+    suffix = path.suffix.lower()
+    return suffix if re.fullmatch(r"\.[a-z0-9]{1,12}", suffix) else ""
+
+
+def log_text(text: str, name: str) -> str:
+    ws = current_workspace()
+    return _emit_artifact(_artifact_name(name), "text", blobs.put_bytes(ws, text.encode(), ".txt"))
+
+
+def log_figure(fig: Any, name: str) -> str:
+    """Store a plotly figure (JSON, renderable later in notebooks, reports and the extension)."""
+    if not hasattr(fig, "to_json"):
+        raise ValidationError(f"log_figure expects a plotly Figure, got {type(fig).__name__}.")
+    ws = current_workspace()
+    blob_id = blobs.put_bytes(ws, fig.to_json().encode(), ".json")
+    return _emit_artifact(_artifact_name(name), "figure", blob_id, {"format": "plotly"})
+
+
+def log_model(model: Any, name: str, sample: Any = None) -> str:
+    """Store a scikit-learn model with skops, plus the input schema taken from `sample`."""
+    from workbench.models.serialization import dump_model
+
+    validate_name(name, "model name")
+    data, meta = dump_model(model, sample)
+    ws = current_workspace()
+    return _emit_artifact(name, "model", blobs.put_bytes(ws, data, ".skops"), meta)
+
+
+def record_input(name: str, version: int) -> None:
+    """Lineage: the active run (if any) read snapshot `name@version`."""
+    run = active_run(create=False)
+    if run is not None:
+        run.record.writer.emit("input", name=name, version=version)
+
+
+def pinned_version(name: str) -> int | None:
+    """Snapshot version pinned for this run by `rerun` (same data as the original run)."""
+    import json
+
+    pins = os.environ.get(ENV_PINS)
+    if not pins:
+        return None
+    try:
+        value = json.loads(pins).get(name)
+    except ValueError:
+        return None
+    return int(value) if value else None
