@@ -59,6 +59,7 @@ _EXPORTS: dict[str, str] = {
     "log_figure": "workbench.tracking:log_figure",
     "log_model": "workbench.tracking:log_model",
     "active_run_id": "workbench.tracking:active_run_id",
+    "set_experiment": "workbench.tracking:set_experiment",
     "end_run": "workbench.tracking:end_run",
     # audit
     "audit_log": "workbench.audit:entries",

@@ -40,11 +40,14 @@ CheckFn = Callable[[Workspace, bool], Iterable[Finding]]
 _CHECKS: list[tuple[str, CheckFn]] = []
 
 
-def check(name: str) -> Callable[[CheckFn], CheckFn]:
-    """Register a check under `name` (run in registration order)."""
+def check(name: str, first: bool = False) -> Callable[[CheckFn], CheckFn]:
+    """Register a check under `name` (run in registration order; `first` runs it before the
+    others, for checks that bring the catalog up to date, e.g. folding pending run events)."""
 
     def decorate(fn: CheckFn) -> CheckFn:
-        _CHECKS.append((name, fn))
+        if any(existing == name for existing, _ in _CHECKS):
+            return fn
+        _CHECKS.insert(0, (name, fn)) if first else _CHECKS.append((name, fn))
         return fn
 
     return decorate
@@ -158,7 +161,7 @@ def _load_plugin_checks() -> None:
     """Import the modules that register checks of their own, if they exist."""
     import importlib
 
-    for module in ("workbench.tracking.doctor", "workbench.runs.doctor", "workbench.models.doctor"):
+    for module in ("workbench.runs.doctor", "workbench.models.doctor"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:

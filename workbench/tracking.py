@@ -32,6 +32,7 @@ ARTIFACT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_][A-Za-z0
 
 _lock = threading.Lock()
 _active: _ActiveRun | None = None
+_experiment: str | None = None
 
 
 class _ActiveRun:
@@ -85,7 +86,8 @@ def active_run(create: bool = True) -> _ActiveRun | None:
             _active = _ActiveRun(RunRecord(ws, injected, writer_for(ws, injected), 0.0), interactive=False)
         elif create:
             ws = current_workspace()
-            record = create_run(ws, experiment=os.environ.get(ENV_EXPERIMENT, "interactive"), kind="interactive")
+            experiment = _experiment or os.environ.get(ENV_EXPERIMENT, "interactive")
+            record = create_run(ws, experiment=experiment, kind="interactive")
             record.set_status("running")
             record.sync()
             _active = _ActiveRun(record, interactive=True)
@@ -93,6 +95,13 @@ def active_run(create: bool = True) -> _ActiveRun | None:
             return None
         _install_hooks()
         return _active
+
+
+def set_experiment(name: str) -> None:
+    """File the interactive runs of this kernel under `name` (a run started by the runner keeps
+    the experiment it was given: the caller of `wb.run` / `workbench run` decides)."""
+    global _experiment
+    _experiment = validate_name(name, "experiment name")
 
 
 def active_run_id() -> str | None:

@@ -145,10 +145,16 @@ def sweep_cmd(
     else:
         columns = [c for c in table.columns if c != "duration_s"]
         rows = [[_cell(row[c]) for c in columns] for _, row in table.iterrows()]
-        print_table(f"Sweep {result.sweep_id} ({result.experiment})", columns, rows)
+        print_table(f"Sweep {result.sweep_id} ({result.experiment})", short_headers(columns), rows)
         console.print(f"{len(result.run_ids) - len(result.failed)} finished, {len(result.failed)} failed.")
     if result.failed:
         raise typer.Exit(1)
+
+
+def short_headers(columns: list[str]) -> list[str]:
+    """`params.lr` -> `lr` where that stays unambiguous (narrow terminals)."""
+    short = [c.split(".", 1)[1] if c.startswith(("params.", "metrics.", "tags.")) else c for c in columns]
+    return [s if short.count(s) == 1 else c for s, c in zip(short, columns, strict=True)]
 
 
 def _cell(value: Any) -> Any:
