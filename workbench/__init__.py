@@ -61,6 +61,19 @@ _EXPORTS: dict[str, str] = {
     "active_run_id": "workbench.tracking:active_run_id",
     "set_experiment": "workbench.tracking:set_experiment",
     "end_run": "workbench.tracking:end_run",
+    # model registry and serving
+    "promote": "workbench.models.registry:promote",
+    "rollback": "workbench.models.registry:rollback",
+    "set_alias": "workbench.models.registry:set_alias",
+    "set_gates": "workbench.models.registry:set_gates",
+    "models": "workbench.models.registry:list_models",
+    "get_model": "workbench.models.registry:get_model",
+    "get_model_version": "workbench.models.registry:get_version",
+    "load_model": "workbench.models.registry:load",
+    "model_card": "workbench.models.card:model_card",
+    "GateRefused": "workbench.models.gates:GateRefused",
+    "serve": "workbench.serving.server:serve_in_background",
+    "drift_report": "workbench.serving.monitor:drift_report",
     # audit
     "audit_log": "workbench.audit:entries",
 }

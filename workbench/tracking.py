@@ -33,6 +33,7 @@ ARTIFACT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_][A-Za-z0
 _lock = threading.Lock()
 _active: _ActiveRun | None = None
 _experiment: str | None = None
+_pending_inputs: dict[tuple[str, int], None] = {}  # read before the interactive run existed
 
 
 class _ActiveRun:
@@ -89,6 +90,9 @@ def active_run(create: bool = True) -> _ActiveRun | None:
             experiment = _experiment or os.environ.get(ENV_EXPERIMENT, "interactive")
             record = create_run(ws, experiment=experiment, kind="interactive")
             record.set_status("running")
+            for name, version in _pending_inputs:
+                record.writer.emit("input", name=name, version=version)
+            _pending_inputs.clear()
             record.sync()
             _active = _ActiveRun(record, interactive=True)
         else:
@@ -233,6 +237,8 @@ def record_input(name: str, version: int) -> None:
     run = active_run(create=False)
     if run is not None:
         run.record.writer.emit("input", name=name, version=version)
+    else:  # interactive: attach to the run the first log call creates
+        _pending_inputs[(name, version)] = None
 
 
 def pinned_version(name: str) -> int | None:

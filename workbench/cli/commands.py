@@ -1,3 +1,10 @@
 """Imports every command module so that each registers its commands on the root app."""
 
-from workbench.cli import demo_cmds, doctor_cmds, run_cmds, snapshot_cmds, workspace_cmds  # noqa: F401
+from workbench.cli import (  # noqa: F401
+    demo_cmds,
+    doctor_cmds,
+    model_cmds,
+    run_cmds,
+    snapshot_cmds,
+    workspace_cmds,
+)

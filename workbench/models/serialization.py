@@ -23,16 +23,17 @@ TRUSTED_PREFIXES = (
     "sklearn.",
     "numpy.",
     "scipy.",
-    "builtins.",
-    "collections.",
-    "functools.",
-    "_operator.",
-    "operator.",
-    "math.",
     "pandas.core.dtypes.",
     "xgboost.",
     "lightgbm.",
 )
+#: Individual types outside those packages that are plain data containers.
+TRUSTED_EXACT = frozenset({"collections.OrderedDict", "collections.defaultdict", "builtins.slice"})
+
+
+def _trusted(type_name: str) -> bool:
+    """Library types are trusted; builtins/operator/functools callables (print, eval, attrgetter) never."""
+    return type_name in TRUSTED_EXACT or type_name.startswith(TRUSTED_PREFIXES)
 
 
 class UntrustedModelError(WorkbenchError):
@@ -72,7 +73,7 @@ def dump_model(model: Any, sample: Any = None) -> tuple[bytes, dict[str, Any]]:
             "Use scikit-learn estimators/pipelines or types skops supports.",
         ) from exc
     untrusted = sio.get_untrusted_types(data=data)
-    refused = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
+    refused = [t for t in untrusted if not _trusted(t)]
     if refused:
         raise UntrustedModelError(
             f"The model uses types that could not be loaded safely: {', '.join(refused)}.",
@@ -98,7 +99,7 @@ def load_model(data: bytes, meta: dict[str, Any] | None = None) -> Any:
             f"Not a readable skops model file: {exc}", "Log the model again with wb.log_model()."
         ) from exc
     recorded = set((meta or {}).get("trusted_types") or needed)
-    refused = [t for t in needed if t not in recorded or not t.startswith(TRUSTED_PREFIXES)]
+    refused = [t for t in needed if t not in recorded or not _trusted(t)]
     if refused:
         raise UntrustedModelError(
             f"Refusing to load a model that needs untrusted types: {', '.join(sorted(refused))}.",

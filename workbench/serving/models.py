@@ -1,0 +1,111 @@
+"""Which model version a server answers with, and swapping it without dropping a request.
+
+A `LoadedModel` is immutable: the estimator, its version record and schema. The `ModelSlot`
+holds the current one; a request takes the reference once at its start and uses that object to
+the end, so a swap (an assignment of a new, fully loaded object) can never hand a request a
+half-loaded model. An `AliasWatcher` thread `stat()`s the registry's alias file a few times a
+second and, when the alias moved, loads the new version off the request path and swaps it in.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from workbench.models.registry import ALIAS_FILE, ModelVersion, load, model_dir
+from workbench.names import parse_ref
+from workbench.workspace import Workspace
+
+log = logging.getLogger("workbench.serving")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    estimator: Any
+    version: ModelVersion
+
+    @property
+    def schema(self) -> list[dict[str, str]] | None:
+        return self.version.schema
+
+
+def load_version(ws: Workspace, ref: str) -> LoadedModel:
+    estimator, version = load(ref, ws)
+    return LoadedModel(estimator, version)
+
+
+class ModelSlot:
+    """The model currently served for a reference like `wine@production`."""
+
+    def __init__(self, ws: Workspace, ref: str) -> None:
+        self.ws = ws
+        self.ref = ref
+        self.parsed = parse_ref(ref, "model", allow_alias=True)
+        self.current = load_version(ws, ref)
+        self.swaps = 0
+
+    @property
+    def follows_alias(self) -> bool:
+        """A pinned version (`wine@3`) never moves; an alias or `latest` does."""
+        return self.parsed.version is None
+
+    def target_version(self) -> int | None:
+        """The version the alias file says this slot should serve (None: unknown)."""
+        try:
+            data = json.loads((model_dir(self.ws, self.parsed.name) / ALIAS_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        if self.parsed.alias is not None:
+            return data.get("aliases", {}).get(self.parsed.alias)
+        return data.get("latest")
+
+    def refresh(self) -> bool:
+        """Load and swap in the version the alias points at now; True if it changed."""
+        target = self.target_version()
+        if target is None or target == self.current.version.version:
+            return False
+        fresh = load_version(self.ws, f"{self.parsed.name}@{target}")
+        self.current = fresh  # one reference assignment: atomic for every reader
+        self.swaps += 1
+        log.info("now serving %s (was swapped in for %s)", fresh.version.ref, self.ref)
+        return True
+
+
+class AliasWatcher:
+    """Polls the alias file's mtime and refreshes the slot when it changes."""
+
+    def __init__(self, slot: ModelSlot, interval: float = 0.25) -> None:
+        self.slot = slot
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="workbench-alias-watcher", daemon=True)
+        self._path = model_dir(slot.ws, slot.parsed.name) / ALIAS_FILE
+        self._seen: float | None = self._mtime()
+
+    def _mtime(self) -> float | None:
+        try:
+            return self._path.stat().st_mtime_ns
+        except OSError:
+            return None
+
+    def start(self) -> AliasWatcher:
+        if self.slot.follows_alias:
+            self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            mtime = self._mtime()
+            if mtime == self._seen:
+                continue
+            try:
+                self.slot.refresh()
+                self._seen = mtime
+            except Exception:  # keep serving the current model; retry on the next tick
+                log.exception("could not load the new version of %s; still serving the old one", self.slot.ref)
+
+    def stop(self) -> None:
+        self._stop.set()

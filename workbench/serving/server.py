@@ -1,0 +1,206 @@
+"""Running a model server: `workbench serve NAME[@alias|@version]` and `wb.serve(...)`.
+
+Binds to 127.0.0.1 unless told otherwise. While it runs, a status file in
+`serving/<pid>.json` says what it serves where (the JupyterLab Models section shows it); start
+and stop are audited. A token (`--token` or `WORKBENCH_SERVE_TOKEN`) protects every endpoint
+except /health and /metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from workbench import audit
+from workbench.catalog import transaction
+from workbench.errors import ValidationError
+from workbench.serving.app import Canary, create_app
+from workbench.serving.models import AliasWatcher, ModelSlot, load_version
+from workbench.serving.predlog import PredictionLogger
+from workbench.workspace import Workspace, current_workspace
+
+ENV_TOKEN = "WORKBENCH_SERVE_TOKEN"
+
+
+def parse_canary(text: str | None) -> tuple[int, float] | None:
+    """`3=0.1` -> (version 3, 10% of requests)."""
+    if not text:
+        return None
+    version, sep, fraction = text.partition("=")
+    try:
+        result = int(version), float(fraction)
+    except ValueError:
+        result = None
+    if not sep or result is None or not 0 < result[1] < 1:
+        raise ValidationError(f"Invalid --canary {text!r}.", "Write VERSION=FRACTION, e.g. --canary 3=0.1.")
+    return result
+
+
+def serving_dir(ws: Workspace) -> Path:
+    return ws.root / "serving"
+
+
+@dataclass
+class Server:
+    """A configured model server (app + its background helpers), not yet listening."""
+
+    ws: Workspace
+    ref: str
+    host: str
+    port: int
+    slot: ModelSlot
+    app: Any
+    watcher: AliasWatcher
+    logger: PredictionLogger | None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+def build_server(
+    ref: str, *, host: str = "127.0.0.1", port: int = 8000, canary: str | None = None, token: str | None = None,
+    log_predictions: bool = True, ws: Workspace | None = None,
+) -> Server:  # fmt: skip
+    """Load the model (and canary) and build the app; errors here are the user's (bad ref...)."""
+    ws = ws or current_workspace()
+    slot = ModelSlot(ws, ref)
+    canary_spec = parse_canary(canary)
+    canary_model = None
+    if canary_spec:
+        canary_model = Canary(load_version(ws, f"{slot.parsed.name}@{canary_spec[0]}"), canary_spec[1])
+    logger = PredictionLogger(ws, slot.parsed.name) if log_predictions else None
+    app = create_app(slot, canary=canary_model, token=token or os.environ.get(ENV_TOKEN) or None, logger=logger)
+    return Server(ws, ref, host, port, slot, app, AliasWatcher(slot), logger)
+
+
+@contextmanager
+def _lifecycle(server: Server) -> Iterator[None]:
+    """Background helpers, status file and audit entries around the time the server listens."""
+    server.watcher.start()
+    if server.logger:
+        server.logger.start()
+    folder = serving_dir(server.ws)
+    folder.mkdir(exist_ok=True)
+    status = folder / f"{os.getpid()}-{server.port}.json"
+    info = {"ref": server.ref, "url": server.url, "pid": os.getpid(), "host": socket.gethostname(),
+            "started_at": datetime.now(timezone.utc).isoformat()}  # fmt: skip
+    status.write_text(json.dumps(info))
+    _audit(server, "serving.started")
+    try:
+        yield
+    finally:
+        server.watcher.stop()
+        if server.logger:
+            server.logger.stop()
+        status.unlink(missing_ok=True)
+        _audit(server, "serving.stopped")
+
+
+def _audit(server: Server, action: str) -> None:
+    try:
+        with transaction(server.ws) as con:
+            audit.record(con, action, f"model:{server.ref}", {"url": server.url, "pid": os.getpid()})
+    except Exception:  # auditing must not keep a server from starting or stopping
+        pass
+
+
+def serve(server: Server) -> None:
+    """Listen until interrupted (blocking)."""
+    import signal
+    import sys
+
+    import uvicorn
+
+    config = uvicorn.Config(server.app, host=server.host, port=server.port, log_level="warning", access_log=False)
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises it: exit normally so cleanup runs.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    with _lifecycle(server):
+        uvicorn.Server(config).run()
+
+
+@contextmanager
+def serving_in_thread(server: Server) -> Iterator[Server]:
+    """Serve from a background thread of this process (notebooks, tests); stops on exit."""
+    import time
+
+    import uvicorn
+
+    config = uvicorn.Config(server.app, host=server.host, port=server.port, log_level="warning", access_log=False)
+    uv = uvicorn.Server(config)
+    uv.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    with _lifecycle(server):
+        thread = threading.Thread(target=uv.run, name="workbench-serve", daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not uv.started and thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not uv.started:
+            raise ValidationError(f"The model server could not listen on {server.url}.", "Is the port in use?")
+        try:
+            yield server
+        finally:
+            uv.should_exit = True
+            thread.join(timeout=10)
+
+
+class BackgroundServer:
+    """A model server running in a thread of this process: `.url`, `.stop()`; also a context manager."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self._context = serving_in_thread(server)
+        self._context.__enter__()
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def stop(self) -> None:
+        if self._context is not None:
+            self._context.__exit__(None, None, None)
+            self._context = None
+
+    def __enter__(self) -> BackgroundServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<model server {self.server.slot.current.version.ref} at {self.url}>"
+
+
+def serve_in_background(ref: str, *, port: int = 0, **options: Any) -> BackgroundServer:
+    """Start serving `ref` from this process (e.g. a notebook); port 0 picks a free port."""
+    if port == 0:
+        with socket.socket() as probe:
+            probe.bind((options.get("host", "127.0.0.1"), 0))
+            port = probe.getsockname()[1]
+    return BackgroundServer(build_server(ref, port=port, **options))
+
+
+def running_servers(ws: Workspace | None = None) -> list[dict[str, Any]]:
+    """Model servers of this workspace that are running on this host."""
+    import psutil
+
+    ws = ws or current_workspace()
+    found = []
+    for path in sorted(serving_dir(ws).glob("*.json")) if serving_dir(ws).is_dir() else []:
+        try:
+            info = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if info.get("host") == socket.gethostname() and not psutil.pid_exists(int(info.get("pid", 0))):
+            path.unlink(missing_ok=True)  # a server that was killed
+            continue
+        found.append(info)
+    return found
