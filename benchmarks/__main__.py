@@ -20,6 +20,8 @@ from benchmarks.harness import markdown_table, write_results
 BENCHMARKS: dict[str, tuple[str, dict, dict]] = {
     "snapshots": ("benchmarks.bench_snapshots", {"repeats": 3, "rows": 10_000_000},
                   {"repeats": 1, "rows": 1_000_000}),
+    "runs": ("benchmarks.bench_runs", {"repeats": 3, "runs": 4, "sweep_runs": 16, "metrics": 10_000},
+             {"repeats": 1, "runs": 2, "sweep_runs": 4, "metrics": 10_000}),
 }  # fmt: skip
 
 

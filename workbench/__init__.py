@@ -44,10 +44,19 @@ _EXPORTS: dict[str, str] = {
     "cancel_run": "workbench.runs.launch:cancel_run",
     "sweep": "workbench.sweeps:sweep",
     "get_run": "workbench.runs.store:get_run",
+    "runs": "workbench.runs.query:runs",
     "metric_history": "workbench.runs.store:metric_history",
     "load_artifact": "workbench.runs.store:load_artifact",
     "artifact_path": "workbench.runs.store:artifact_path",
     "notebook_parameters": "workbench.runs.params:notebook_parameters",
+    # comparing runs
+    "compare": "workbench.compare:compare",
+    "metric_vs_param": "workbench.compare:metric_vs_param",
+    "parallel_coordinates": "workbench.compare:parallel_coordinates",
+    "step_curves": "workbench.compare:step_curves",
+    "metric_bars": "workbench.compare:metric_bars",
+    "param_importance": "workbench.compare:param_importance",
+    "widgets": "workbench.widgets",
     # logging inside a notebook
     "log_metric": "workbench.tracking:log_metric",
     "log_metrics": "workbench.tracking:log_metrics",
@@ -86,7 +95,8 @@ def __getattr__(name: str) -> Any:
     if target is None:
         raise AttributeError(f"module 'workbench' has no attribute {name!r}")
     module_name, _, attribute = target.partition(":")
-    value = getattr(importlib.import_module(module_name), attribute)
+    module = importlib.import_module(module_name)
+    value = getattr(module, attribute) if attribute else module
     globals()[name] = value
     return value
 

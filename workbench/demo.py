@@ -31,7 +31,35 @@ def demo_notebooks(folder: Path = NOTEBOOKS_DIR) -> list[Path]:
     return notebooks
 
 
-def run_demo(home: str | None = None, folder: Path = NOTEBOOKS_DIR) -> None:
+DEMO_MODEL = "wine-classifier@production"
+
+
+def start_model_server(home: Path, port: int) -> str:
+    """Serve the demo's model from a detached process; returns what to tell the user."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            return f"port {port} is busy; serve it with: .venv/bin/workbench serve {DEMO_MODEL} --port PORT"
+    log = open(home / "demo" / "server.log", "ab")  # noqa: SIM115  (handed to the server process)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workbench.cli", "serve", DEMO_MODEL, "--port", str(port)],
+        env={**os.environ, ENV_HOME: str(home)}, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+        start_new_session=True,
+    )  # fmt: skip
+    log.close()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return f"http://127.0.0.1:{port}/predict  (pid {proc.pid}; stop it with: kill {proc.pid})"
+        time.sleep(0.3)
+    return f"the server did not start; see {home / 'demo' / 'server.log'}"
+
+
+def run_demo(home: str | None = None, folder: Path = NOTEBOOKS_DIR, serve_port: int | None = 8000) -> None:
     import papermill
 
     ws = init_workspace(home)
@@ -53,11 +81,14 @@ def run_demo(home: str | None = None, folder: Path = NOTEBOOKS_DIR) -> None:
                 f"See the executed notebook {out_dir / notebook.name}.",
             ) from exc
         console.print(f"  ran in {time.perf_counter() - start:.1f} s -> {out_dir / notebook.name}")
+    served = start_model_server(ws.root, serve_port) if serve_port else f"workbench serve {DEMO_MODEL}"
     console.rule("[bold]Done")
     console.print(
         f"Workspace:  {ws.root}\n"
         f"Notebooks:  executed copies in {out_dir}\n"
-        "Explore:    .venv/bin/workbench snapshot list · .venv/bin/workbench snapshot diff wine@1 wine@2 "
-        "--key sample_id\n"
-        "Open:       .venv/bin/jupyter lab   (Workbench sidebar on the left)"
+        f"Model:      {DEMO_MODEL} served at {served}\n"
+        "Explore:    .venv/bin/workbench runs list -e wine-sweep -o metrics.log_loss · "
+        ".venv/bin/workbench models show wine-classifier · .venv/bin/workbench monitor wine-classifier\n"
+        "Open:       .venv/bin/jupyter lab   (Workbench sidebar on the left)",
+        highlight=False,
     )

@@ -5,6 +5,7 @@ from workbench.cli import (  # noqa: F401
     doctor_cmds,
     model_cmds,
     run_cmds,
+    runs_cmds,
     snapshot_cmds,
     workspace_cmds,
 )

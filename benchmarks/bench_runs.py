@@ -1,0 +1,145 @@
+"""Tracked runs vs bare papermill, sweeps vs sequential papermill, metric logging vs MLflow.
+
+Run a single trial: `python -m benchmarks.bench_runs CASE WORKDIR COUNT`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.harness import Comparison, interleave, report_trial, run_trial
+
+MODULE = "benchmarks.bench_runs"
+
+TRAIN_CELL = """
+import pandas as pd
+from sklearn.datasets import load_wine
+from sklearn.linear_model import LogisticRegression
+X, y = load_wine(return_X_y=True, as_frame=True)
+score = LogisticRegression(C=C, max_iter=2000).fit(X, y).score(X, y)
+"""
+
+
+def write_notebook(folder: Path) -> Path:
+    """The small scikit-learn notebook both sides execute (a `parameters` cell + training)."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    nb = new_notebook(cells=[new_code_cell("C = 1.0", metadata={"tags": ["parameters"]}), new_code_cell(TRAIN_CELL)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = folder / "train.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def _workspace(work: Path):
+    from workbench.workspace import init_workspace, use_workspace
+
+    ws = init_workspace(work / ".workbench")
+    use_workspace(ws)
+    return ws
+
+
+def trial(case: str, workdir: str, count: str) -> None:
+    work = Path(workdir)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    notebook = write_notebook(work)
+    n = int(count)
+    # Imports happen before the clock: both sides are measured from a warm process.
+    import papermill
+
+    import workbench as wb
+    from workbench.sweeps import sweep
+
+    extra: dict = {}
+    if case in ("tracked_run", "sweep_parallel", "log_metrics"):
+        ws = _workspace(work)
+    start = time.perf_counter()
+    if case == "tracked_run":
+        for i in range(n):
+            assert wb.run(notebook, {"C": 1.0 + i}, ws=ws).status == "finished"
+    elif case == "bare_papermill":
+        for i in range(n):
+            papermill.execute_notebook(str(notebook), str(work / f"out{i}.ipynb"), parameters={"C": 1.0 + i},
+                                       progress_bar=False)  # fmt: skip
+    elif case == "sweep_parallel":
+        result = sweep(notebook, {"C": [1.0 + i for i in range(n)]}, parallel=2, ws=ws)
+        assert not result.failed, result.statuses
+    elif case == "log_metrics":
+        for step in range(n):
+            wb.log_metric("loss", 1.0 / (step + 1), step=step)
+        run_id = wb.active_run_id()
+        wb.end_run()
+        extra["logged"] = len(wb.metric_history(run_id, "loss"))
+    elif case in ("mlflow_loop", "mlflow_batch"):
+        import mlflow
+        from mlflow.entities import Metric
+
+        mlflow.set_tracking_uri(f"sqlite:///{work / 'mlflow.db'}")
+        mlflow.set_experiment("bench")
+        start = time.perf_counter()  # after MLflow's one-time database setup, in its favour
+        with mlflow.start_run() as active:
+            if case == "mlflow_loop":
+                for step in range(n):
+                    mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
+            else:
+                now = int(time.time() * 1000)
+                client = mlflow.tracking.MlflowClient()
+                metrics = [Metric("loss", 1.0 / (step + 1), now, step) for step in range(n)]
+                for chunk in range(0, n, 1000):
+                    client.log_batch(active.info.run_id, metrics=metrics[chunk : chunk + 1000])
+    else:
+        raise SystemExit(f"unknown case {case}")
+    seconds = time.perf_counter() - start
+    shutil.rmtree(work, ignore_errors=True)
+    report_trial(seconds, **extra)
+
+
+def run(repeats: int = 3, runs: int = 4, sweep_runs: int = 16, metrics: int = 10_000) -> list[Comparison]:
+    scratch = Path(tempfile.mkdtemp(prefix="wb-bench-runs-"))
+    work = str(scratch / "work")
+    try:
+        single = interleave(
+            {
+                "workbench run": lambda: run_trial(MODULE, "tracked_run", [work, str(runs)]),
+                "papermill.execute_notebook": lambda: run_trial(MODULE, "bare_papermill", [work, str(runs)]),
+            },
+            repeats,
+        )
+        sweeps = interleave(
+            {
+                "workbench sweep --parallel 2": lambda: run_trial(MODULE, "sweep_parallel", [work, str(sweep_runs)]),
+                "sequential papermill": lambda: run_trial(MODULE, "bare_papermill", [work, str(sweep_runs)]),
+            },
+            max(1, repeats - 1),
+        )
+        logging = interleave(
+            {
+                "wb.log_metric": lambda: run_trial(MODULE, "log_metrics", [work, str(metrics)]),
+                "mlflow.log_metric loop": lambda: run_trial(MODULE, "mlflow_loop", [work, str(metrics)]),
+                "mlflow log_batch": lambda: run_trial(MODULE, "mlflow_batch", [work, str(metrics)]),
+            },
+            repeats,
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return [
+        Comparison(f"tracked run vs bare papermill ({runs} runs, sklearn notebook)", single["workbench run"],
+                   single["papermill.execute_notebook"], target=1.10),
+        Comparison(f"sweep of {sweep_runs}, 2 parallel vs sequential papermill", sweeps["workbench sweep --parallel 2"],
+                   sweeps["sequential papermill"], target=0.6),
+        Comparison(f"log {metrics:,} step metrics vs MLflow log_metric loop", logging["wb.log_metric"],
+                   logging["mlflow.log_metric loop"], target=0.1,
+                   note="target: at least 10x faster (ratio <= 0.1); includes flush and indexing in the catalog"),
+        Comparison(f"log {metrics:,} step metrics vs MLflow log_batch", logging["wb.log_metric"],
+                   logging["mlflow log_batch"]),
+    ]  # fmt: skip
+
+
+if __name__ == "__main__":
+    trial(*sys.argv[1:4])

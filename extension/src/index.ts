@@ -1,0 +1,146 @@
+/**
+ * Workbench for JupyterLab: a sidebar (snapshots, live runs, models), "Run as experiment" for
+ * notebooks (command palette and notebook toolbar), a Compare tab and a read-only view of a
+ * run's executed notebook. Everything goes through the server's `/workbench/api/` REST API.
+ */
+import {
+  ILayoutRestorer,
+  JupyterFrontEnd,
+  JupyterFrontEndPlugin
+} from '@jupyterlab/application';
+import { ICommandPalette, MainAreaWidget, ToolbarButton } from '@jupyterlab/apputils';
+import { DocumentRegistry } from '@jupyterlab/docregistry';
+import { INotebookModel, INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
+import { DisposableDelegate, IDisposable } from '@lumino/disposable';
+
+import { openCompare } from './compare';
+import { workbenchIcon } from './icons';
+import { openExecutedNotebook } from './notebookView';
+import { runAsExperiment } from './runDialog';
+import { WorkbenchSidebar } from './sidebar';
+
+const COMMANDS = {
+  runExperiment: 'workbench:run-as-experiment',
+  openSidebar: 'workbench:open-sidebar',
+  compare: 'workbench:compare-runs',
+  openRunNotebook: 'workbench:open-run-notebook'
+};
+
+const plugin: JupyterFrontEndPlugin<void> = {
+  id: 'workbench-jupyterlab:plugin',
+  description: 'Workbench: snapshots, tracked runs, comparisons and models in JupyterLab.',
+  autoStart: true,
+  requires: [INotebookTracker, IRenderMimeRegistry],
+  optional: [ICommandPalette, ILayoutRestorer],
+  activate: (
+    app: JupyterFrontEnd,
+    notebooks: INotebookTracker,
+    rendermime: IRenderMimeRegistry,
+    palette: ICommandPalette | null,
+    restorer: ILayoutRestorer | null
+  ) => {
+    const openInMain = (widget: MainAreaWidget) => {
+      if (!widget.isAttached) {
+        app.shell.add(widget, 'main');
+      }
+      app.shell.activateById(widget.id);
+    };
+    const openedNotebooks = new Map<string, MainAreaWidget>();
+
+    const sidebar = new WorkbenchSidebar({
+      openNotebook: runId => void app.commands.execute(COMMANDS.openRunNotebook, { runId }),
+      compare: (runIds, metric) =>
+        void app.commands.execute(COMMANDS.compare, { runIds, metric })
+    });
+    app.shell.add(sidebar, 'left', { rank: 850 });
+    if (restorer) {
+      restorer.add(sidebar, sidebar.id);
+    }
+
+    app.commands.addCommand(COMMANDS.openSidebar, {
+      label: 'Show Workbench',
+      icon: workbenchIcon,
+      execute: () => app.shell.activateById(sidebar.id)
+    });
+
+    app.commands.addCommand(COMMANDS.openRunNotebook, {
+      label: 'Open the Executed Notebook of a Run',
+      execute: args => {
+        const runId = String(args.runId ?? '');
+        if (!runId) {
+          return;
+        }
+        const existing = openedNotebooks.get(runId);
+        if (existing && !existing.isDisposed) {
+          app.shell.activateById(existing.id);
+          return;
+        }
+        const widget = openExecutedNotebook(runId, rendermime, openInMain);
+        openedNotebooks.set(runId, widget);
+      }
+    });
+
+    app.commands.addCommand(COMMANDS.compare, {
+      label: 'Compare Runs',
+      execute: args => {
+        const runIds = (args.runIds as string[] | undefined) ?? [];
+        if (runIds.length) {
+          openCompare(runIds, (args.metric as string | null) ?? null, openInMain);
+        }
+      }
+    });
+
+    const currentPath = (): string | null => notebooks.currentWidget?.context.path ?? null;
+    app.commands.addCommand(COMMANDS.runExperiment, {
+      label: 'Run as Experiment',
+      caption: 'Run this notebook (or a sweep of it) as a tracked Workbench experiment',
+      icon: workbenchIcon,
+      isEnabled: () => currentPath() !== null,
+      execute: async args => {
+        const panel = notebooks.currentWidget;
+        const path = (args.path as string | undefined) ?? panel?.context.path;
+        if (!path) {
+          return;
+        }
+        if (panel && panel.context.path === path && panel.context.model.dirty) {
+          await panel.context.save(); // the run executes the file on disk
+        }
+        await runAsExperiment(path, () => {
+          app.shell.activateById(sidebar.id);
+          void sidebar.loadRuns(true);
+        });
+      }
+    });
+
+    if (palette) {
+      for (const command of [COMMANDS.runExperiment, COMMANDS.openSidebar]) {
+        palette.addItem({ command, category: 'Workbench' });
+      }
+    }
+
+    app.docRegistry.addWidgetExtension('Notebook', new RunButtonExtension(app));
+  }
+};
+
+/** The "Run as experiment" button in every notebook's toolbar. */
+class RunButtonExtension
+  implements DocumentRegistry.IWidgetExtension<NotebookPanel, INotebookModel>
+{
+  constructor(private app: JupyterFrontEnd) {}
+
+  createNew(panel: NotebookPanel): IDisposable {
+    const button = new ToolbarButton({
+      className: 'wb-RunButton',
+      icon: workbenchIcon,
+      label: 'Run as experiment',
+      tooltip: 'Run this notebook as a tracked Workbench experiment',
+      onClick: () =>
+        void this.app.commands.execute(COMMANDS.runExperiment, { path: panel.context.path })
+    });
+    panel.toolbar.insertAfter('cellType', 'workbench-run', button);
+    return new DisposableDelegate(() => button.dispose());
+  }
+}
+
+export default plugin;

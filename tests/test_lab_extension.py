@@ -1,0 +1,192 @@
+"""The JupyterLab extension end to end: a real `jupyter lab` driven by headless Chromium.
+
+The server runs from a temporary root folder holding a notebook with a `parameters` cell and a
+workspace (`<root>/.workbench`, found from the server's root as in real use) with a snapshot and
+a few runs recorded through the run lifecycle. The test opens the Workbench sidebar, checks that
+every section shows that data, compares two runs and keeps a screenshot (written to
+`docs/screenshot.png` for the README only when WORKBENCH_SCREENSHOT=1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import REPO, VENV_BIN, write_notebook
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+TOKEN = "workbench-browser-test"
+SIDEBAR_TAB = '.jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id="workbench-sidebar"]'
+
+
+def _labextension_dir() -> Path | None:
+    """The freshest built front end: the repo's build output, else what the wheel installed."""
+    built = REPO / "workbench" / "labextension"
+    if (built / "package.json").is_file():
+        return built
+    installed = Path(sys.prefix) / "share" / "jupyter" / "labextensions" / "workbench-jupyterlab"
+    return installed if (installed / "package.json").is_file() else None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _make_workspace(root: Path) -> list[str]:
+    """A snapshot and three finished runs, recorded the way real runs are."""
+    import pandas as pd
+
+    from workbench.runs.ingest import ingest_runs
+    from workbench.runs.lifecycle import create_run
+    from workbench.snapshots.store import register
+    from workbench.workspace import init_workspace
+
+    ws = init_workspace(root / ".workbench")
+    register("points", pd.DataFrame({"id": [1, 2, 3], "x": [0.5, 1.5, 2.5]}), description="demo", ws=ws)
+    run_ids = []
+    for lr, losses in ((0.1, [0.9, 0.5, 0.3]), (0.01, [0.9, 0.8, 0.7]), (1.0, [0.9, 1.2, 1.5])):
+        rec = create_run(ws, experiment="browser", kind="notebook", notebook="train.ipynb", params={"lr": lr})
+        for step, loss in enumerate(losses):
+            rec.writer.emit("metric", key="loss", value=loss, step=step, at=None)
+        rec.writer.emit("metric", key="accuracy", value=1 - losses[-1] / 2, step=None, at=None)
+        rec.end("finished")
+        ingest_runs(ws, [rec.run_id])
+        run_ids.append(rec.run_id)
+    return run_ids
+
+
+@pytest.fixture()
+def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """A running `jupyter lab` with the Workbench extension and its workspace; yields its URL."""
+    if not CHROMIUM.exists():
+        pytest.skip("Chromium is not installed (apt-get install -y chromium)")
+    extension = _labextension_dir()
+    if extension is None:
+        pytest.skip("The front end is not built: run 'pip install -e .' (or 'jlpm build' in extension/)")
+    monkeypatch.delenv("WORKBENCH_HOME", raising=False)
+    root = tmp_path / "root"
+    root.mkdir()
+    write_notebook(root / "train.ipynb", "lr = 0.1  # learning rate\nepochs = 3", "print(lr * epochs)")
+    run_ids = _make_workspace(root)
+
+    # Isolated Jupyter folders: the extension (symlinked), the server extension enabled, and
+    # user settings that stop the "news" notification from covering the page.
+    data_dir = tmp_path / "jupyter-data"
+    (data_dir / "labextensions").mkdir(parents=True)
+    (data_dir / "labextensions" / "workbench-jupyterlab").symlink_to(extension, target_is_directory=True)
+    config_dir = tmp_path / "jupyter-config"
+    config_dir.mkdir()
+    (config_dir / "jupyter_server_config.json").write_text(
+        json.dumps({"ServerApp": {"jpserver_extensions": {"workbench.jupyter": True}}})
+    )
+    settings = tmp_path / "lab-settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    (settings / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False})
+    )
+    env = dict(
+        os.environ,
+        JUPYTER_PATH=str(data_dir),
+        JUPYTER_CONFIG_DIR=str(config_dir),
+        JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "lab-settings"),
+        JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "lab-workspaces"),
+    )
+    port = _free_port()
+    log = open(tmp_path / "lab.log", "wb")  # noqa: SIM115 - closed after the server stops
+    proc = subprocess.Popen(
+        [str(VENV_BIN / "jupyter"), "lab", "--no-browser", "--allow-root", "--ip", "127.0.0.1",
+         "--port", str(port), f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={root}"],
+        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/workbench/api/snapshots?token={TOKEN}", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("jupyter lab did not start:\n" + (tmp_path / "lab.log").read_text()[-3000:])
+            time.sleep(0.25)
+        yield {"url": f"{base}/lab?token={TOKEN}", "run_ids": run_ids, "root": root, "log": tmp_path / "lab.log"}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def test_sidebar_and_compare(lab: dict[str, Any], tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    started = time.monotonic()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 900})
+            page.goto(lab["url"])
+            page.wait_for_selector("#jp-main-dock-panel", timeout=30_000)
+            page.click(SIDEBAR_TAB, timeout=20_000)
+
+            # Snapshots: the registered snapshot, and its schema on click.
+            snapshot = page.wait_for_selector('.wb-Snapshot[data-ref="points@1"]', timeout=15_000)
+            assert "3 rows" in snapshot.inner_text()
+            page.click('.wb-Snapshot[data-ref="points@1"] .wb-Snapshot-line')
+            schema = page.wait_for_selector(".wb-Schema", timeout=10_000)
+            assert "id" in schema.inner_text() and "x" in schema.inner_text()
+
+            # Runs: the three runs with their params and metrics.
+            page.wait_for_function("document.querySelectorAll('.wb-Run').length === 3", timeout=15_000)
+            runs_text = page.inner_text(".wb-Runs")
+            assert "browser" in runs_text and "finished" in runs_text and "lr" in runs_text and "loss" in runs_text
+
+            # Models: the registry's list (or its explicit absence) and the serving status.
+            models = page.wait_for_selector(".wb-Section-models .wb-Section-body > *", timeout=10_000)
+            assert models.inner_text().strip()
+
+            # Compare two runs: a new main-area tab with a plotly chart and the diff table.
+            first, second = lab["run_ids"][:2]
+            page.check(f'.wb-Run[data-run-id="{first}"] .wb-Run-select')
+            page.check(f'.wb-Run[data-run-id="{second}"] .wb-Run-select')
+            page.click(".wb-Runs-compare")
+            page.wait_for_selector(".wb-CompareView-diff tr.wb-mod-differs", timeout=15_000)
+            assert "lr" in page.inner_text(".wb-CompareView-diff")
+            page.wait_for_selector(".wb-CompareView-chart .main-svg", timeout=30_000)
+
+            screenshot = tmp_path / "screenshot.png"
+            page.screenshot(path=str(screenshot))
+            assert screenshot.stat().st_size > 10_000
+            if os.environ.get("WORKBENCH_SCREENSHOT") == "1":
+                shutil.copyfile(screenshot, REPO / "docs" / "screenshot.png")
+        finally:
+            browser.close()
+    assert time.monotonic() - started < 90
