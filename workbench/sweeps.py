@@ -29,7 +29,7 @@ from workbench.errors import ValidationError
 from workbench.identity import current_user
 from workbench.names import validate_name
 from workbench.runs.ids import new_run_id
-from workbench.runs.launch import _check_tags
+from workbench.runs.launch import _check_tags, fast_options
 from workbench.runs.params import _coerce_text, read_notebook
 from workbench.runs.runner import execute_queued, init_worker_process, prepare, queue
 from workbench.runs.store import get_run
@@ -153,6 +153,7 @@ def sweep(
     scheduler: str | None = None,
     allow_new_params: bool = False,
     params_from_text: bool = False,
+    fast: bool | None = None,
     on_progress: Callable[[dict[str, int]], None] | None = None,
     ws: Workspace | None = None,
 ) -> SweepResult:
@@ -176,10 +177,11 @@ def sweep(
     experiment = validate_name(experiment or f"sweep-{os.path.splitext(os.path.basename(notebook))[0]}",
                                "experiment name")  # fmt: skip
     clean_tags = _check_tags(tags)
+    options = fast_options(ws, fast)
     # Validate every parameter set before anything is recorded.
     prepared = [
         prepare(notebook, {**(params or {}), **combo}, allow_new_params=allow_new_params,
-                from_text=params_from_text)
+                from_text=params_from_text, **options)
         for combo in combos
     ]  # fmt: skip
     sweep_id = new_run_id()

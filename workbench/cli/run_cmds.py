@@ -16,6 +16,9 @@ ParamOption = typer.Option(
 )  # fmt: skip
 TagOption = typer.Option(None, "--tag", "-t", metavar="KEY=VALUE", help="A tag for the run (repeatable).")
 ExperimentOption = typer.Option(None, "--experiment", "-e", help="Experiment to file the run(s) under.")
+FastOption = typer.Option(
+    None, "--fast/--no-fast", help="Start kernels from a warm fork server (default: on; setting fast_kernels)."
+)
 AllowNewOption = typer.Option(
     False, "--allow-new-params", help="Inject parameters the notebook's parameters cell does not declare."
 )
@@ -70,6 +73,7 @@ def run_cmd(
     allow_new_params: bool = AllowNewOption,
     kernel: Optional[str] = typer.Option(None, "--kernel", "-k", help="Kernel name (default: the notebook's)."),
     background: bool = typer.Option(False, "--background", help="Return at once; the run continues alone."),
+    fast: Optional[bool] = FastOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Execute NOTEBOOK with papermill as a tracked run (exit 1 if the run fails)."""
@@ -79,7 +83,7 @@ def run_cmd(
     with console.status(f"Running {notebook} ...", spinner="dots"):
         result = run(notebook, collect_params(param, params_file), experiment=experiment,
                      tags=split_pairs(tag, "--tag"), allow_new_params=allow_new_params, kernel=kernel,
-                     background=background, params_from_text=True, ws=ws)  # fmt: skip
+                     background=background, params_from_text=True, fast=fast, ws=ws)  # fmt: skip
     if as_json:
         print_json(result.to_dict())
     else:
@@ -110,6 +114,7 @@ def sweep_cmd(
     executor: str = typer.Option("local", "--executor", help="local (process pool) or dask."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address, tcp://host:8786."),
     allow_new_params: bool = AllowNewOption,
+    fast: Optional[bool] = FastOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Run NOTEBOOK for every combination of --grid values, K at a time; summary sorted by --metric."""
@@ -137,7 +142,7 @@ def sweep_cmd(
         result = sweep(notebook, space, random=random, seed=seed, params=collect_params(param, params_file),
                        parallel=parallel, experiment=experiment, tags=split_pairs(tag, "--tag"), executor=executor,
                        scheduler=scheduler, allow_new_params=allow_new_params, params_from_text=True,
-                       on_progress=on_progress, ws=ws)  # fmt: skip
+                       fast=fast, on_progress=on_progress, ws=ws)  # fmt: skip
     table = result.table(metric, ascending=not maximize, ws=ws)
     if as_json:
         print_json({"sweep_id": result.sweep_id, "experiment": result.experiment,

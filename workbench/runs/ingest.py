@@ -240,23 +240,36 @@ def ingest_pending(ws: Workspace) -> int:
     folder = pending_dir(ws)
     if not folder.is_dir():
         return 0
-    marks = {entry.name: entry.stat().st_mtime_ns for entry in os.scandir(folder)}
-    if not marks:
-        return 0
     from workbench.runs.ids import RUN_ID
 
-    run_ids = [r for r in marks if RUN_ID.match(r)]
+    run_ids = [entry.name for entry in os.scandir(folder) if RUN_ID.match(entry.name)]
+    if not run_ids:
+        return 0
     for run_id in run_ids:
         _reap_if_dead(ws, run_id)
-    final = ingest_runs(ws, run_ids)
-    for run_id in final:
+    settle(ws, run_ids)
+    return len(run_ids)
+
+
+def settle(ws: Workspace, run_ids: list[str]) -> None:
+    """Ingest `run_ids` and drop the pending marker of those that are final and fully indexed.
+
+    A marker touched again after it was read (a late event) is kept for the next reader.
+    """
+    folder = pending_dir(ws)
+    marks = {}
+    for run_id in run_ids:
+        try:
+            marks[run_id] = (folder / run_id).stat().st_mtime_ns
+        except FileNotFoundError:
+            marks[run_id] = None
+    for run_id in ingest_runs(ws, run_ids):
         path = folder / run_id
         try:
-            if path.stat().st_mtime_ns == marks[run_id]:
+            if marks[run_id] is not None and path.stat().st_mtime_ns == marks[run_id]:
                 path.unlink()
         except FileNotFoundError:
             pass
-    return len(run_ids)
 
 
 def ingest_all(ws: Workspace) -> int:

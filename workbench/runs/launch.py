@@ -49,24 +49,33 @@ def run(
     kernel: str | None = None,
     background: bool = False,
     params_from_text: bool = False,
+    fast: bool | None = None,
     ws: Workspace | None = None,
 ) -> Run:
     """Execute `notebook` with `params` as a tracked run and return it.
 
     With `background=True` the run executes in a detached worker process and this returns at
     once with the run `queued`; follow it with `get_run` (the UI and REST API do this).
+    `fast` (default: the workspace setting `fast_kernels`, on) starts the kernel from a fork server
+    with the notebook's imports preloaded (see docs/performance.md).
     """
     ws = ws or current_workspace()
     if experiment is not None:
         validate_name(experiment, "experiment name")
     prepared = prepare(notebook, params, allow_new_params=allow_new_params, from_text=params_from_text,
-                       kernel_name=kernel)  # fmt: skip
+                       kernel_name=kernel, **fast_options(ws, fast))  # fmt: skip
     record = queue(ws, prepared, experiment=experiment, tags=_check_tags(tags))
     if background:
         start_background(ws, record.run_id)
     else:
         execute(ws, prepared, record)
     return get_run(record.run_id, ws)
+
+
+def fast_options(ws: Workspace, fast: bool | None) -> dict[str, Any]:
+    """`prepare` arguments for fork-server kernels: on unless disabled per call or per workspace."""
+    enabled = ws.setting("fast_kernels", True) if fast is None else fast
+    return {"fast": bool(enabled), "extra_preload": list(ws.setting("preload", []) or [])}
 
 
 def start_background(ws: Workspace, run_id: str) -> int:
@@ -99,8 +108,10 @@ def rerun(run_id: str, *, experiment: str | None = None, ws: Workspace | None = 
                             "Run 'workbench doctor' to check the workspace.")  # fmt: skip
     for message in reproducibility_differences(original):
         warnings.warn(message, ReproducibilityWarning, stacklevel=2)
-    prepared = prepare(original.notebook or "notebook.ipynb", original.params, allow_new_params=True,
-                       kernel_name=original.kernel, source=source_path.read_bytes())  # fmt: skip
+    prepared = prepare(
+        original.notebook or "notebook.ipynb", original.params, allow_new_params=True, kernel_name=original.kernel,
+        source=source_path.read_bytes(), **fast_options(ws, None),
+    )  # fmt: skip
     pins = dict(ref.split("@") for ref in original.inputs)
     record = queue(ws, prepared, experiment=experiment or original.experiment, tags=original.tags,
                    parent_run_id=original.run_id, pins={k: int(v) for k, v in pins.items()})  # fmt: skip

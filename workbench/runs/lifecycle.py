@@ -12,7 +12,7 @@ from workbench.names import validate_name
 from workbench.runs import environment
 from workbench.runs.events import EventWriter, now_iso
 from workbench.runs.ids import new_run_id
-from workbench.runs.ingest import ingest_runs, writer_for
+from workbench.runs.ingest import settle, writer_for
 from workbench.workspace import Workspace
 
 DEFAULT_EXPERIMENT = "default"
@@ -40,7 +40,7 @@ class RunRecord:
     def sync(self) -> None:
         """Flush and index this run now, so UIs see its state without waiting."""
         self.writer.flush()
-        ingest_runs(self.ws, [self.run_id])
+        settle(self.ws, [self.run_id])
 
 
 def create_run(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import signal
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,7 +51,6 @@ def install_cancel_handler() -> None:
     papermill then sees a dead kernel and returns normally, so the run still ends with its
     executed notebook and a `killed` status instead of an orphaned kernel.
     """
-    import signal
 
     def handler(signum: int, frame: Any) -> None:
         global _cancel_requested
@@ -63,10 +63,17 @@ def install_cancel_handler() -> None:
 def kill_children() -> None:
     import psutil
 
+    from workbench.kernels.provisioner import FORKED_KERNELS
+
     for child in psutil.Process().children(recursive=True):
         try:
             child.kill()
         except psutil.Error:
+            pass
+    for pid in list(FORKED_KERNELS):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
             pass
 
 
@@ -80,7 +87,9 @@ def thread_env(parallel: int) -> dict[str, str]:
     return {var: str(threads) for var in THREAD_VARS}
 
 
-def kernel_manager_with_env(extra_env: dict[str, str], log_path: Path | None = None, base: type | None = None) -> type:
+def kernel_manager_with_env(
+    extra_env: dict[str, str], log_path: Path | None = None, preload: list[str] | None = None, base: type | None = None
+) -> type:
     """A kernel manager class whose kernels get `extra_env` (thread-safe: no os.environ edits).
 
     The kernel process's own stdout/stderr (not the notebook's outputs) go to `log_path`, so
@@ -91,6 +100,8 @@ def kernel_manager_with_env(extra_env: dict[str, str], log_path: Path | None = N
 
     class EnvKernelManager(base):  # type: ignore[misc, valid-type]
         async def _async_pre_start_kernel(self, **kw: Any) -> Any:
+            if preload is not None and self.provisioner is None:
+                self._kernel_spec = _with_fork_server(self.kernel_spec, preload)
             env = dict(kw.pop("env", None) or os.environ)
             env.update(extra_env)
             kw["env"] = env
@@ -107,6 +118,20 @@ def kernel_manager_with_env(extra_env: dict[str, str], log_path: Path | None = N
             await super()._async_post_start_kernel(**kw)
 
     return EnvKernelManager
+
+
+def _with_fork_server(spec: Any, preload: list[str]) -> Any:
+    """A copy of the kernel spec that asks for the fork-server provisioner."""
+    from jupyter_client.kernelspec import KernelSpec
+
+    from workbench.kernels.provisioner import NAME
+
+    data = spec.to_dict()
+    data["metadata"] = {**(data.get("metadata") or {}),
+                        "kernel_provisioner": {"provisioner_name": NAME, "config": {"preload": preload}}}  # fmt: skip
+    copy = KernelSpec(**data)
+    copy.resource_dir = spec.resource_dir
+    return copy
 
 
 def check_kernel(name: str) -> str:
@@ -131,6 +156,8 @@ class PreparedRun:
     source: bytes
     params: dict[str, Any]
     kernel: str
+    #: modules for a fork-server kernel (`workbench.kernels`); None runs a normal kernel
+    preload: list[str] | None = None
 
 
 def prepare(
@@ -141,6 +168,8 @@ def prepare(
     from_text: bool = False,
     kernel_name: str | None = None,
     source: bytes | None = None,
+    fast: bool = False,
+    extra_preload: list[str] | None = None,
 ) -> PreparedRun:
     """Every check that can fail before a kernel starts.
 
@@ -157,7 +186,12 @@ def prepare(
         nb = nbformat.reads(source.decode(), as_version=4)
     clean = validate_params(nb, params, allow_new=allow_new_params, from_text=from_text, label=path.name)
     kernel = kernel_name or nb.metadata.get("kernelspec", {}).get("name") or "python3"
-    return PreparedRun(path, source, clean, check_kernel(kernel))
+    preload = None
+    if fast and nb.metadata.get("kernelspec", {}).get("language", "python") == "python":
+        from workbench.kernels.preload import preload_list
+
+        preload = preload_list(nb, extra_preload)
+    return PreparedRun(path, source, clean, check_kernel(kernel), preload)
 
 
 REQUEST_FILE = "request.json"
@@ -185,10 +219,9 @@ def queue(
     folder = run_dir(ws, record.run_id)
     (folder / "source.ipynb").write_bytes(prepared.source)
     request = {"notebook": str(prepared.notebook), "params": prepared.params, "kernel": prepared.kernel,
-               "pins": pins or {}}  # fmt: skip
+               "pins": pins or {}, "preload": prepared.preload}  # fmt: skip
     (folder / REQUEST_FILE).write_text(json.dumps(request, default=str))
-    _sync_quietly(record)
-    record.writer.close()  # no background flusher while queued; execute flushes explicitly
+    record.writer.close()  # flushed; readers index it from its pending marker (no flusher thread while queued)
     return record
 
 
@@ -203,7 +236,8 @@ def reopen(ws: Workspace, run_id: str) -> tuple[PreparedRun, RunRecord, dict[str
         source = (folder / "source.ipynb").read_bytes()
     except FileNotFoundError as exc:
         raise WorkbenchError(f"Run {run_id} was never queued in {ws.root}.") from exc
-    prepared = PreparedRun(Path(request["notebook"]), source, request["params"], request["kernel"])
+    prepared = PreparedRun(Path(request["notebook"]), source, request["params"], request["kernel"],
+                           request.get("preload"))  # fmt: skip
     record = RunRecord(ws, run_id, writer_for(ws, run_id), time.monotonic())
     return prepared, record, {k: int(v) for k, v in request.get("pins", {}).items()}
 
@@ -242,7 +276,7 @@ def execute(
     *,
     parallel: int = 1,
     pins: dict[str, int] | None = None,
-    kernel_manager_factory: Callable[[dict[str, str], Path], type] = kernel_manager_with_env,
+    kernel_manager_factory: Callable[..., type] = kernel_manager_with_env,
 ) -> str:
     """Execute a queued run to a final state; returns the status."""
     import json
@@ -265,11 +299,11 @@ def execute(
         return "killed"
     heartbeat = Heartbeat(folder).start()
     record.writer.emit("status", status="running", at=now_iso(), pid=os.getpid(), host=socket.gethostname())
-    _sync_quietly(record)
+    record.writer.flush()  # readers index it on their next query; the catalog is written once, at the end
     status, error = "finished", None
     stdout_path, stderr_path = folder / "stdout.txt", folder / "stderr.txt"
     workdir = prepared.notebook.parent  # relative paths in the notebook resolve as in JupyterLab
-    manager = kernel_manager_factory(env, folder / "kernel.log")
+    manager = kernel_manager_factory(env, folder / "kernel.log", prepared.preload)
     try:
         with open(stdout_path, "w") as out, open(stderr_path, "w") as err:
             papermill.execute_notebook(
