@@ -126,7 +126,7 @@ def trial(case: str, workdir: str, seconds: str) -> None:
 def run(repeats: int = 3, seconds: float = 15.0) -> list[Comparison]:
     scratch = Path(tempfile.mkdtemp(prefix="wb-bench-serve-"))
     try:
-        setup = f"from benchmarks.bench_serving import prepare; from pathlib import Path; prepare(Path({str(scratch)!r}))"
+        setup = f"from benchmarks.bench_serving import prepare; import pathlib; prepare(pathlib.Path({str(scratch)!r}))"
         subprocess.run([sys.executable, "-c", setup], check=True, capture_output=True)
         series = interleave(
             {
