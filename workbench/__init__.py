@@ -83,6 +83,14 @@ _EXPORTS: dict[str, str] = {
     "GateRefused": "workbench.models.gates:GateRefused",
     "serve": "workbench.serving.server:serve_in_background",
     "drift_report": "workbench.serving.monitor:drift_report",
+    # governance and automation
+    "explain": "workbench.governance.explain:explain",
+    "fairness": "workbench.governance.fairness:fairness",
+    "run_pipeline": "workbench.governance.pipelines:run_pipeline",
+    "validate_pipelines": "workbench.governance.pipelines:validate_file",
+    "watch": "workbench.governance.triggers:watch",
+    "Guard": "workbench.governance.autorollback:Guard",
+    "GuardPolicy": "workbench.governance.autorollback:GuardPolicy",
     # audit
     "audit_log": "workbench.audit:entries",
 }

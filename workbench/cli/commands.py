@@ -3,6 +3,7 @@
 from workbench.cli import (  # noqa: F401
     demo_cmds,
     doctor_cmds,
+    governance_cmds,
     model_cmds,
     run_cmds,
     runs_cmds,

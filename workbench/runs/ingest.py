@@ -167,6 +167,7 @@ def ingest_runs(ws: Workspace, run_ids: list[str]) -> list[str]:
     ids = [rid for rid, _ in sizes]
     with transaction(ws) as con:
         con.register("__wb_ids", pd.DataFrame({"run_id": ids}))
+        _audit_transitions(con, folded)
         for table in RUN_TABLES:
             con.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT run_id FROM __wb_ids)")
         for table, frame in frames.items():
@@ -188,6 +189,29 @@ def ingest_runs(ws: Workspace, run_ids: list[str]) -> list[str]:
         con.execute("DELETE FROM run_ingest WHERE run_id IN (SELECT run_id FROM __wb_ids)")
         con.execute("INSERT INTO run_ingest SELECT run_id, events_size, now() FROM __wb_sizes")
     return final
+
+
+def _audit_transitions(con: Any, folded: list[dict[str, Any]]) -> None:
+    """One audit entry when a run is first seen started and one when it is first seen final.
+
+    Runs never write the catalog while they work, so their transitions are audited here, when
+    the catalog learns about them, in the same transaction that indexes them.
+    """
+    from workbench import audit
+
+    known = dict(con.execute("SELECT r.run_id, r.status FROM runs r JOIN __wb_ids USING (run_id)").fetchall())
+    for item in folded:
+        run = item["run"]
+        before, now = known.get(run["run_id"]), run["status"]
+        target = f"run:{run['run_id']}"
+        details = {"experiment": run["experiment"], "notebook": run.get("notebook"), "kind": run.get("kind")}
+        if run.get("started_at") and before in (None, "queued"):
+            audit.record(con, "run.started", target, details, actor=run.get("creator"))
+        if now in FINAL_STATUSES and before not in FINAL_STATUSES:
+            action = "run.finished" if now == "finished" else f"run.{now}"
+            audit.record(
+                con, action, target, {**details, "duration_s": run.get("duration_s")}, actor=run.get("creator")
+            )
 
 
 def _alive(pid: int | None, host: str | None) -> bool:

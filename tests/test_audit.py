@@ -1,0 +1,103 @@
+"""Every state change writes exactly one audit entry; `workbench audit` filters them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from model_fixtures import train_run
+
+import workbench as wb
+
+
+def governance_cli(capsys, *args: str) -> subprocess.CompletedProcess:
+    """The `workbench` CLI in this process, with the governance commands registered (as commands.py
+    will do); in-process because a subprocess per call costs ~2 s of imports."""
+    from workbench.cli import governance_cmds  # noqa: F401
+    from workbench.cli.app import main
+
+    capsys.readouterr()
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["workbench", *args], code, out, err)
+
+
+def new_entries(before: int) -> list[tuple[str, str]]:
+    return [(e.action, e.target) for e in wb.audit_log()[before:]]
+
+
+def count() -> int:
+    return len(wb.audit_log())
+
+
+def test_each_action_writes_exactly_one_entry(ws, wine_frame):
+    start = count()
+    wb.snapshot("wine", wine_frame)
+    assert new_entries(start) == [("snapshot.registered", "wine@1")]
+    start = count()
+    wb.snapshot("wine", wine_frame)  # identical content: no new version, no entry
+    assert new_entries(start) == []
+
+    first, second = train_run(C=0.01), train_run(C=10.0)
+    start = count()
+    wb.promote(first)
+    assert new_entries(start) == [("model.created", "model:wine"), ("model.version.created", "model:wine@1"),
+                                  ("alias.moved", "model:wine@production")]  # fmt: skip
+    start = count()
+    wb.set_gates("wine", {"metrics": {"accuracy": {"min": 2.0}}})
+    assert new_entries(start) == [("model.gates.set", "model:wine")]
+    start = count()
+    with pytest.raises(wb.GateRefused):
+        wb.promote(second, reason="try")
+    assert new_entries(start) == [("gate.refused", "model:wine")]
+    assert wb.audit_log(action="gate.refused")[0].reason == "try"
+    start = count()
+    wb.promote(second, force=True, reason="hotfix")
+    assert new_entries(start) == [("model.version.created", "model:wine@2"), ("alias.moved", "model:wine@production")]
+    start = count()
+    wb.rollback("wine", reason="bad latency")
+    assert new_entries(start) == [("alias.moved", "model:wine@production")]
+    entry = wb.audit_log(action="alias.moved")[-1]
+    assert entry.reason == "bad latency" and entry.details["rollback"] is True and entry.details["from"] == 2
+    assert entry.actor  # who: the OS (or Jupyter) user
+    start = count()
+    wb.set_alias("wine", "staging", 2)
+    assert new_entries(start) == [("alias.moved", "model:wine@staging")]
+    start = count()
+    with wb.serve("wine@production", log_predictions=False):
+        pass
+    assert [a for a, _ in new_entries(start)] == ["serving.started", "serving.stopped"]
+
+
+def test_runs_starting_and_finishing_are_audited(ws, wine_frame):
+    wb.snapshot("wine", wine_frame)
+    start = count()
+    train_run()
+    assert [a for a, _ in new_entries(start)] == ["run.started", "run.finished"]
+
+
+def test_audit_command_filters(ws, wine_frame, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    wb.snapshot("wine", wine_frame)
+    wb.promote(train_run())
+    wb.snapshot("other", wine_frame.head(5))
+    everything = json.loads(governance_cli(capsys, "audit", "--json").stdout)
+    assert [e["action"] for e in everything][:1] == ["snapshot.registered"] and len(everything) == 7
+    model = json.loads(governance_cli(capsys, "audit", "--model", "wine", "--json").stdout)
+    assert [e["action"] for e in model] == ["model.created", "model.version.created", "alias.moved"]
+    moved = json.loads(governance_cli(capsys, "audit", "--action", "alias.moved", "--json").stdout)
+    assert [e["target"] for e in moved] == ["model:wine@production"]
+    newest = json.loads(governance_cli(capsys, "audit", "--limit", "1", "--json").stdout)
+    assert [e["target"] for e in newest] == ["other@1"]
+    future = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+    assert json.loads(governance_cli(capsys, "audit", "--since", future, "--json").stdout) == []
+    bad = governance_cli(capsys, "audit", "--since", "yesterday")
+    assert bad.returncode == 2 and "Invalid --since 'yesterday'" in bad.stderr
+    table = governance_cli(capsys, "audit", "--model", "wine")
+    assert table.returncode == 0 and "alias.moved" in table.stdout

@@ -1,0 +1,207 @@
+"""`workbench explain / fairness / audit / pipeline ... / watch / guard`: governance and automation."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Optional
+
+import typer
+
+from workbench.cli.app import JsonOption, app, console, err_console, fail, print_json, print_table, workspace
+
+pipeline_app = typer.Typer(help="Pipelines declared in workbench.yaml: validate, list, run.", no_args_is_help=True)
+app.add_typer(pipeline_app, name="pipeline")
+
+FileOption = typer.Option(None, "--file", "-f", help="Pipelines file (default: workbench.yaml here or above).")
+
+
+@app.command("explain")
+def explain_cmd(
+    ref: str = typer.Argument(..., help="A run id, or a model NAME[@alias|@version]."),
+    snapshot: Optional[str] = typer.Option(None, "--snapshot", "-s", help="Evaluation data (default: training)."),
+    target: Optional[str] = typer.Option(None, "--target", "-t", help="Target column (default: target)."),
+    repeats: int = typer.Option(5, "--repeats", help="Shuffles per feature."),
+    top: int = typer.Option(5, "--top", help="Partial dependence for this many top features."),
+    no_log: bool = typer.Option(False, "--no-log", help="Do not store the results with the run."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Permutation importance and partial dependence, stored with the run (and its model card)."""
+    from workbench.governance.explain import explain
+
+    result = explain(ref, snapshot, target, n_repeats=repeats, top=top, log=not no_log, ws=workspace())
+    if as_json:
+        print_json(result.to_dict())
+        return
+    rows = [(r.feature, f"{r.importance_mean:.4f}", f"{r.importance_std:.4f}") for r in result.importance.itertuples()]
+    print_table(f"Permutation importance of {result.subject} on {result.snapshot}", ["feature", "mean", "std"], rows)
+    if not no_log:
+        console.print(f"Stored with run {result.run_id}: {', '.join(sorted(result.figures))}, card/explainability.md")
+
+
+@app.command("fairness")
+def fairness_cmd(
+    ref: str = typer.Argument(..., help="A run id, or a model NAME[@alias|@version]."),
+    sensitive: str = typer.Option(..., "--sensitive", help="Column whose groups to compare (e.g. sex)."),
+    snapshot: Optional[str] = typer.Option(None, "--snapshot", "-s", help="Evaluation data (default: training)."),
+    target: str = typer.Option("target", "--target", "-t", help="Target column."),
+    positive: Optional[str] = typer.Option(
+        None, "--positive", help="Class treated as positive (default: most common)."
+    ),
+    no_log: bool = typer.Option(False, "--no-log", help="Do not store the results with the run."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Selection rate, accuracy, TPR/FPR per group; demographic parity and equalized odds differences."""
+    from workbench.governance.fairness import fairness
+
+    report = fairness(ref, sensitive, snapshot, target, positive, log=not no_log, ws=workspace())
+    if as_json:
+        print_json(report.to_dict())
+        return
+    rows = [(g.group, g.count, *(f"{v:.3f}" if v == v else "n/a" for v in (g.selection_rate, g.accuracy, g.tpr, g.fpr)))
+            for g in report.groups.itertuples()]  # fmt: skip
+    print_table(f"{report.subject} by {sensitive} (positive: {report.positive})",
+                ["group", "count", "selection", "accuracy", "tpr", "fpr"], rows)  # fmt: skip
+    console.print(f"demographic parity difference {report.demographic_parity_difference:.4f}; "
+                  f"equalized odds difference {report.equalized_odds_difference:.4f}")  # fmt: skip
+
+
+def _since(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"Invalid --since {text!r}.", "Use an ISO date or time, e.g. 2026-01-31 or 2026-01-31T12:00.")
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+@app.command("audit")
+def audit_cmd(
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Only entries about this model."),
+    target: Optional[str] = typer.Option(None, "--target", help="Only this target (e.g. wine@2, pipeline:NAME)."),
+    action: Optional[str] = typer.Option(None, "--action", "-a", help="Only this action (e.g. alias.moved)."),
+    since: Optional[str] = typer.Option(None, "--since", help="Only entries at or after this time (ISO)."),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", help="Only the most recent N entries."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Who changed what, when and why (oldest first)."""
+    from workbench.audit import entries
+    from workbench.names import validate_name
+
+    if model and target:
+        fail("Give --model or --target, not both.")
+    if limit is not None and limit < 1:
+        fail(f"--limit must be at least 1, got {limit}.")
+    where = f"model:{validate_name(model, 'model name')}" if model else target
+    found = entries(target=where, action=action, since=_since(since), ws=workspace())
+    if limit is not None:
+        found = found[-limit:]  # entries() limits from the oldest; the newest are what people ask for
+    if as_json:
+        print_json([e.to_dict() for e in found])
+        return
+    rows = [(e.id, f"{e.occurred_at:%Y-%m-%d %H:%M:%S}", e.actor, e.action, e.target, e.reason or "") for e in found]
+    print_table("Audit log", ["id", "when", "who", "action", "target", "why"], rows)
+
+
+@pipeline_app.command("validate")
+def pipeline_validate_cmd(file: Optional[str] = FileOption, as_json: bool = JsonOption) -> None:
+    """Check workbench.yaml; problems are listed with their line and key."""
+    from workbench.governance.pipelines import find_file, validate_file
+
+    path = file or str(find_file())
+    pipelines = validate_file(path)
+    if as_json:
+        print_json({"file": path, "pipelines": sorted(pipelines)})
+    else:
+        console.print(f"[green]OK[/] {path}: {len(pipelines)} pipeline(s): {', '.join(sorted(pipelines))}")
+
+
+@pipeline_app.command("list")
+def pipeline_list_cmd(file: Optional[str] = FileOption, as_json: bool = JsonOption) -> None:
+    """Declared pipelines, their trigger, steps, promotion target and last run."""
+    from workbench.governance.pipelines import list_pipelines
+
+    found = list_pipelines(file, workspace())
+    if as_json:
+        print_json(found)
+        return
+    rows = [(p["name"], p["trigger"] or "", " -> ".join(p["steps"]),
+             f"{p['promote']['model'] or '(artifact name)'}@{p['promote']['alias']}" if p["promote"] else "",
+             p["last_status"] or "never", p["last_at"] or "") for p in found]  # fmt: skip
+    print_table("Pipelines", ["name", "on snapshot", "steps", "promote", "last run", "at"], rows)
+
+
+def _print_result(result, as_json: bool) -> None:  # noqa: ANN001 (PipelineResult, imported lazily)
+    if as_json:
+        print_json(result.to_dict())
+    elif result.status == "skipped":
+        console.print(f"Skipped {result.name}: {result.message}")
+    elif result.status == "failed":
+        err_console.print(f"[red]Pipeline {result.name} failed[/] ({result.pipeline_run}): {result.message}")
+    else:
+        console.print(f"[green]Pipeline {result.name} finished[/] ({result.pipeline_run}): {result.message}")
+
+
+@pipeline_app.command("run")
+def pipeline_run_cmd(
+    name: str = typer.Argument(..., help="Pipeline name from workbench.yaml."),
+    if_changed: bool = typer.Option(False, "--if-changed", help="Only if the trigger snapshot has a new version."),
+    file: Optional[str] = FileOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Run a pipeline end to end: its steps as tracked runs, then the promotion (exit 1 if it failed)."""
+    from workbench.governance.pipelines import run_pipeline
+
+    result = run_pipeline(name, if_changed, file=file, ws=workspace())
+    _print_result(result, as_json)
+    if result.status == "failed":
+        raise typer.Exit(1)
+
+
+@app.command("watch")
+def watch_cmd(
+    interval: float = typer.Option(5.0, "--interval", help="Seconds between checks."),
+    once: bool = typer.Option(False, "--once", help="Check once and exit (for cron)."),
+    file: Optional[str] = FileOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Rerun pipelines whose trigger snapshot got a new version (Ctrl+C stops)."""
+    from workbench.governance.triggers import watch
+
+    if interval <= 0:
+        fail(f"--interval must be positive, got {interval}.")
+    if not once:
+        console.print(f"Watching snapshot triggers every {interval:g}s; Ctrl+C stops.")
+    results = watch(interval, once, file=file, ws=workspace(),
+                    on_result=None if once else (lambda r: _print_result(r, as_json)),
+                    on_error=lambda exc: err_console.print(f"[red]Error:[/] {exc.message}"))  # fmt: skip
+    if once:
+        if as_json:
+            print_json([r.to_dict() for r in results])
+        else:
+            for result in results:
+                _print_result(result, False)
+            if not results:
+                console.print("No trigger fired.")
+
+
+@app.command("guard")
+def guard_cmd(
+    ref: str = typer.Argument(..., help="NAME@ALIAS to serve and guard."),
+    max_error_rate: Optional[float] = typer.Option(0.05, "--max-error-rate", help="Roll back above this 5xx rate."),
+    max_p99_ms: Optional[float] = typer.Option(None, "--max-p99-ms", help="Roll back above this p99 latency."),
+    max_drift_psi: Optional[float] = typer.Option(
+        None, "--max-drift-psi", help="Roll back when an input's PSI exceeds this."
+    ),
+    window: int = typer.Option(200, "--window", help="Judge the last N requests of the current version."),
+    min_requests: int = typer.Option(20, "--min-requests", help="Do not judge on fewer requests."),
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8000, "--port", "-p"),
+) -> None:
+    """Serve NAME@ALIAS and roll the alias back automatically when the current version misbehaves."""
+    from workbench.governance.autorollback import GuardPolicy, serve_guarded
+
+    policy = GuardPolicy(max_error_rate, max_p99_ms, max_drift_psi, min_requests)
+    console.print(f"Serving {ref} on http://{host}:{port} with a guard (window {window}); Ctrl+C stops.")
+    serve_guarded(ref, policy, window=window, host=host, port=port, ws=workspace(),
+                  on_decision=lambda d: err_console.print(f"[yellow]Rolled back[/] {d.reason}"))  # fmt: skip

@@ -1,0 +1,307 @@
+"""Automated rollback: a guard that moves a served alias back when its current version misbehaves.
+
+The server (or `instrument`, which wraps a built server's ASGI app) feeds every /predict outcome
+into a `RequestWindow`: the last N requests per model version, thread-safe. A `Guard` compares
+the window of the version the alias points at with a `GuardPolicy` (error rate, p99 latency,
+optionally input drift from the prediction log) and, on a breach, calls the registry's
+`rollback` with the reason, so the audit log's `alias.moved` entry says exactly why. The model
+server's alias watcher then swaps the previous version in within a fraction of a second.
+
+Only server-side failures (5xx) count as errors: a 4xx is the client's mistake and says nothing
+about the model, so 4xx requests are left out of the window entirely. A version the guard rolled
+away from is never rolled back to by the same guard, so two bad versions cannot flip-flop.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from workbench.errors import ValidationError, WorkbenchError
+from workbench.names import parse_ref
+from workbench.workspace import Workspace, current_workspace
+
+DEFAULT_WINDOW = 200
+
+
+@dataclass
+class WindowStats:
+    version: int
+    requests: int
+    errors: int
+    p99_ms: float | None
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "requests": self.requests, "errors": self.errors,
+                "error_rate": self.error_rate, "p99_ms": self.p99_ms}  # fmt: skip
+
+
+class RequestWindow:
+    """The outcomes of the last `size` requests of each model version (thread-safe).
+
+    `record` is called on the request path, so it only appends to a bounded deque under a lock;
+    the statistics are computed by the guard's thread.
+    """
+
+    def __init__(self, size: int = DEFAULT_WINDOW) -> None:
+        if size < 1:
+            raise ValidationError(f"The window must hold at least 1 request, got {size}.")
+        self.size = size
+        self._lock = threading.Lock()
+        self._by_version: dict[int, deque[tuple[bool, float]]] = {}
+
+    def record(self, version: int, status: int, latency_s: float) -> None:
+        """One /predict outcome; 4xx (client mistakes) are not the model's and are ignored."""
+        if 400 <= status < 500:
+            return
+        with self._lock:
+            window = self._by_version.get(version)
+            if window is None:
+                window = self._by_version[version] = deque(maxlen=self.size)
+            window.append((status >= 500, latency_s))
+
+    def stats(self, version: int) -> WindowStats:
+        with self._lock:
+            items = list(self._by_version.get(version, ()))
+        if not items:
+            return WindowStats(version, 0, 0, None)
+        latencies = sorted(latency for _, latency in items)
+        rank = max(0, math.ceil(0.99 * len(latencies)) - 1)  # nearest-rank p99
+        return WindowStats(version, len(items), sum(1 for failed, _ in items if failed), latencies[rank] * 1000)
+
+    def clear(self, version: int | None = None) -> None:
+        with self._lock:
+            if version is None:
+                self._by_version.clear()
+            else:
+                self._by_version.pop(version, None)
+
+
+@dataclass
+class GuardPolicy:
+    """When to roll back. `None` disables a check; nothing is judged on fewer than `min_requests`."""
+
+    max_error_rate: float | None = 0.05
+    max_p99_ms: float | None = None
+    max_drift_psi: float | None = None  # any input column's PSI above this (from the prediction log)
+    min_requests: int = 20
+
+    def __post_init__(self) -> None:
+        if self.max_error_rate is not None and not 0 <= self.max_error_rate <= 1:
+            raise ValidationError(f"--max-error-rate must be between 0 and 1, got {self.max_error_rate}.")
+        for label, value in (("--max-p99-ms", self.max_p99_ms), ("--max-drift-psi", self.max_drift_psi)):
+            if value is not None and value <= 0:
+                raise ValidationError(f"{label} must be positive, got {value}.")
+        if self.min_requests < 1:
+            raise ValidationError(f"--min-requests must be at least 1, got {self.min_requests}.")
+
+    def breaches(self, stats: WindowStats) -> list[str]:
+        """Why `stats` call for a rollback (empty: keep serving)."""
+        if stats.requests < self.min_requests:
+            return []
+        reasons = []
+        if self.max_error_rate is not None and stats.error_rate > self.max_error_rate:
+            reasons.append(f"error rate {stats.error_rate:.2f} > {self.max_error_rate:g} "
+                           f"({stats.errors} of the last {stats.requests} requests failed)")  # fmt: skip
+        if self.max_p99_ms is not None and stats.p99_ms is not None and stats.p99_ms > self.max_p99_ms:
+            reasons.append(f"p99 latency {stats.p99_ms:.0f} ms > {self.max_p99_ms:g} ms "
+                           f"over the last {stats.requests} requests")  # fmt: skip
+        return reasons
+
+
+@dataclass
+class Decision:
+    """A rollback the guard made."""
+
+    model: str
+    alias: str
+    from_version: int
+    to_version: int
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class Guard:
+    """Watches `name@alias` and rolls it back when the current version breaches the policy."""
+
+    def __init__(self, ref: str, policy: GuardPolicy, window: RequestWindow | None = None,
+                 ws: Workspace | None = None, drift_every: float = 30.0) -> None:  # fmt: skip
+        parsed = parse_ref(ref, "model", allow_alias=True)
+        if parsed.alias is None:
+            raise ValidationError(f"Guard an alias, like {parsed.name}@production, not {ref!r}.",
+                                  "A pinned version or 'latest' cannot be rolled back.")  # fmt: skip
+        self.name, self.alias = parsed.name, parsed.alias
+        self.policy = policy
+        self.window = window or RequestWindow()
+        self.ws = ws or current_workspace()
+        self.drift_every = drift_every
+        self.rejected: set[int] = set()
+        self.decisions: list[Decision] = []
+        self._since: dict[int, str] = {}  # version -> when this guard first saw it serving (drift window)
+        self._last_drift = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.alias}"
+
+    def current_version(self) -> int:
+        from workbench.models.registry import get_version
+
+        return get_version(self.ref, self.ws).version
+
+    def _drift_breaches(self, version: int) -> list[str]:
+        from workbench.serving.monitor import drift_report
+
+        if self.policy.max_drift_psi is None or time.monotonic() - self._last_drift < self.drift_every:
+            return []
+        self._last_drift = time.monotonic()
+        try:
+            report = drift_report(f"{self.name}@{version}", since=self._since.get(version), ws=self.ws)
+        except ValidationError:  # no predictions logged yet, or no lineage to compare with
+            return []
+        if report.live_rows < self.policy.min_requests:
+            return []
+        table = report.table[report.table["kind"] != "prediction"]
+        drifted = table[table["psi"] > self.policy.max_drift_psi]
+        return [f"input drift: PSI of {row.column} {row.psi:.2f} > {self.policy.max_drift_psi:g} "
+                f"over {report.live_rows} logged predictions" for row in drifted.itertuples()]  # fmt: skip
+
+    def _target(self, current: int) -> int | None:
+        """The most recent earlier holder of the alias that this guard has not rejected."""
+        from workbench.models.registry import get_model
+
+        history = [h for h in get_model(self.name, self.ws)["alias_history"] if h["alias"] == self.alias]
+        for entry in history:  # newest first
+            for version in (entry["version"], entry["previous"]):
+                if version is not None and version != current and version not in self.rejected:
+                    return int(version)
+        return None
+
+    def check(self) -> Decision | None:
+        """Judge the version the alias points at now; roll back (and return why) on a breach."""
+        from datetime import datetime, timezone
+
+        from workbench.models.registry import rollback
+
+        current = self.current_version()
+        self._since.setdefault(current, datetime.now(timezone.utc).isoformat())
+        if current in self.rejected:
+            return None
+        stats = self.window.stats(current)
+        reasons = self.policy.breaches(stats) + self._drift_breaches(current)
+        if not reasons:
+            return None
+        target = self._target(current)
+        self.rejected.add(current)
+        if target is None:
+            raise WorkbenchError(f"{self.ref} (version {current}) breached its guard ({'; '.join(reasons)}) "
+                                 "but there is no earlier version to roll back to.")  # fmt: skip
+        reason = f"auto-rollback of {self.ref} from version {current}: {'; '.join(reasons)}"
+        rollback(self.name, self.alias, to=target, reason=reason, ws=self.ws)
+        decision = Decision(self.name, self.alias, current, target, reason)
+        self.decisions.append(decision)
+        return decision
+
+    def run(self, interval: float = 1.0, once: bool = False,
+            on_decision: Callable[[Decision], None] | None = None,
+            on_error: Callable[[Exception], None] | None = None) -> list[Decision]:  # fmt: skip
+        """Check every `interval` seconds until `stop()` (or once); returns the rollbacks made."""
+        while True:
+            try:
+                decision = self.check()
+                if decision is not None and on_decision is not None:
+                    on_decision(decision)
+            except WorkbenchError as exc:
+                if once or on_error is None:
+                    raise
+                on_error(exc)
+            if once or self._stop.wait(interval):
+                return self.decisions
+
+    def start(self, interval: float = 0.5, on_error: Callable[[Exception], None] | None = None) -> Guard:
+        """Run the checks in a daemon thread (next to a server in the same process)."""
+        self._stop.clear()
+        report = on_error or (lambda exc: None)
+        self._thread = threading.Thread(target=self.run, args=(interval, False, None, report),
+                                        name="workbench-guard", daemon=True)  # fmt: skip
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+
+class _RecordingApp:
+    """ASGI wrapper feeding each /predict outcome (status, latency, version) into a window."""
+
+    def __init__(self, app: Any, slot: Any, window: RequestWindow) -> None:
+        self.app, self.slot, self.window = app, slot, window
+        self.state = getattr(app, "state", None)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("type") != "http" or scope.get("path") != "/predict":
+            await self.app(scope, receive, send)
+            return
+        version = self.slot.current.version.version
+        status = 500
+        started = time.perf_counter()
+
+        async def capture(message: dict[str, Any]) -> None:
+            nonlocal status, version
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                for key, value in message.get("headers", []):
+                    if key.lower() == b"x-model-version":
+                        version = int(value)  # a canary answers with its own version
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            self.window.record(version, status, time.perf_counter() - started)
+
+
+def instrument(server: Any, window: RequestWindow) -> None:
+    """Make a built (not yet listening) `serving.server.Server` feed `window` from /predict."""
+    server.app = _RecordingApp(server.app, server.slot, window)
+
+
+def serve_guarded(ref: str, policy: GuardPolicy, *, window: int = DEFAULT_WINDOW, host: str = "127.0.0.1",
+                  port: int = 8000, interval: float = 1.0, ws: Workspace | None = None,
+                  on_decision: Callable[[Decision], None] | None = None) -> None:  # fmt: skip
+    """`workbench guard`: serve `ref` (an alias) with a guard in the same process (blocking)."""
+    from workbench.serving.server import build_server, serve
+
+    ws = ws or current_workspace()
+    server = build_server(ref, host=host, port=port, ws=ws)
+    recorder = RequestWindow(window)
+    instrument(server, recorder)
+    guard = Guard(ref, policy, recorder, ws)
+    guard.run(once=True)  # a bad ref or policy fails here, before listening
+
+    def loop() -> None:
+        guard.run(interval, on_decision=on_decision, on_error=lambda exc: None)
+
+    threading.Thread(target=loop, name="workbench-guard", daemon=True).start()
+    try:
+        serve(server)
+    finally:
+        guard.stop()
+
+
+__all__ = ["Decision", "Guard", "GuardPolicy", "RequestWindow", "WindowStats", "instrument", "serve_guarded"]
