@@ -263,3 +263,72 @@ def _run_on_dask(ws: Workspace, run_ids: list[str], scheduler: str, parallel: in
     finally:
         client.close()
     return statuses
+
+
+def resume(
+    sweep_id: str,
+    *,
+    parallel: int | None = None,
+    executor: str = "local",
+    scheduler: str | None = None,
+    on_progress: Callable[[dict[str, int]], None] | None = None,
+    ws: Workspace | None = None,
+) -> SweepResult:
+    """Finish a sweep whose coordinator died: re-run its runs that never completed.
+
+    Runs that finished or failed on their own are kept; runs still queued (never started) or
+    killed are ended as `killed` (if not already) and executed again as new runs of the same
+    sweep, each linked to the run it replaces (`parent_run_id`). Runs still running elsewhere
+    are left alone.
+    """
+    from workbench.catalog import connect
+    from workbench.runs.ids import check_run_id
+    from workbench.runs.runner import reopen
+    from workbench.runs.store import refresh
+
+    ws = ws or current_workspace()
+    check_run_id(sweep_id)
+    refresh(ws)
+    with connect(ws) as con:
+        row = con.execute("SELECT experiment, spec FROM sweeps WHERE sweep_id = ?", [sweep_id]).fetchone()
+        runs = con.execute(
+            "SELECT run_id, status FROM runs WHERE sweep_id = ? ORDER BY created_at", [sweep_id]
+        ).fetchall()
+    if row is None:
+        raise ValidationError(f"No sweep {sweep_id}.", "Sweep ids are printed by 'workbench sweep' (and tag runs).")
+    experiment, spec = row[0], json.loads(row[1])
+    superseded = {r for (r,) in _superseded(ws, [r for r, _ in runs])}
+    redo = [run_id for run_id, status in runs if status in ("queued", "killed") and run_id not in superseded]
+    keep = [run_id for run_id, status in runs if run_id not in redo and run_id not in superseded]
+    new_ids: list[str] = []
+    for run_id in redo:
+        prepared, old, pins = reopen(ws, run_id)
+        if get_run(run_id, ws).status == "queued":
+            old.end("killed", {"cell_index": None, "ename": "Superseded", "evalue": "Re-run by 'sweep --resume'.",
+                               "traceback": []})  # fmt: skip
+            old.sync()
+        tags = {**get_run(run_id, ws).tags, "sweep": sweep_id}
+        record = queue(ws, prepared, experiment=experiment, tags=tags, parent_run_id=run_id, sweep_id=sweep_id,
+                       pins=pins)  # fmt: skip
+        new_ids.append(record.run_id)
+    parallel = parallel or int(spec.get("parallel") or default_parallel())
+    statuses = {run_id: get_run(run_id, ws).status for run_id in keep}
+    if new_ids:
+        if executor == "dask":
+            statuses.update(_run_on_dask(ws, new_ids, scheduler or "", parallel, on_progress))
+        else:
+            statuses.update(_run_locally(ws, new_ids, parallel, on_progress))
+    return SweepResult(sweep_id, experiment, keep + new_ids, statuses)
+
+
+def _superseded(ws: Workspace, run_ids: list[str]) -> list[tuple[str]]:
+    """Runs of the sweep that an earlier resume already replaced."""
+    from workbench.catalog import connect
+
+    if not run_ids:
+        return []
+    with connect(ws) as con:
+        con.register("__wb_ids", pd.DataFrame({"run_id": run_ids}))
+        return con.execute(
+            "SELECT DISTINCT parent_run_id FROM runs WHERE parent_run_id IN (SELECT run_id FROM __wb_ids)"
+        ).fetchall()

@@ -94,7 +94,7 @@ def run_cmd(
 
 @app.command("sweep")
 def sweep_cmd(
-    notebook: str = typer.Argument(..., help="The notebook to execute once per parameter set."),
+    notebook: Optional[str] = typer.Argument(None, help="The notebook to execute once per parameter set."),
     grid: Optional[list[str]] = typer.Option(
         None,
         "--grid",
@@ -115,6 +115,9 @@ def sweep_cmd(
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address, tcp://host:8786."),
     allow_new_params: bool = AllowNewOption,
     fast: Optional[bool] = FastOption,
+    resume: Optional[str] = typer.Option(
+        None, "--resume", metavar="SWEEP_ID", help="Finish a sweep that was interrupted: re-run what never completed."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Run NOTEBOOK for every combination of --grid values, K at a time; summary sorted by --metric."""
@@ -124,8 +127,12 @@ def sweep_cmd(
     from workbench.sweeps import parse_grid_option, sweep
 
     ws = workspace()
-    declared = notebook_parameters(notebook)
-    space = dict(parse_grid_option(text, declared, allow_new_params) for text in grid or [])
+    if (notebook is None) == (resume is None):
+        fail("Give a NOTEBOOK to sweep, or --resume SWEEP_ID.", "E.g. workbench sweep train.ipynb --grid lr=0.1,1")
+    space = {}
+    if notebook is not None:
+        declared = notebook_parameters(notebook)
+        space = dict(parse_grid_option(text, declared, allow_new_params) for text in grid or [])
     progress = Progress(
         TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(),
         TextColumn("[green]{task.fields[finished]} finished[/] [red]{task.fields[failed]} failed[/] "
@@ -139,10 +146,18 @@ def sweep_cmd(
                         finished=state["finished"], failed=state["failed"], running=state["running"])  # fmt: skip
 
     with progress:
-        result = sweep(notebook, space, random=random, seed=seed, params=collect_params(param, params_file),
-                       parallel=parallel, experiment=experiment, tags=split_pairs(tag, "--tag"), executor=executor,
-                       scheduler=scheduler, allow_new_params=allow_new_params, params_from_text=True,
-                       fast=fast, on_progress=on_progress, ws=ws)  # fmt: skip
+        if resume:
+            from workbench.sweeps import resume as resume_sweep
+
+            result = resume_sweep(resume, parallel=parallel, executor=executor, scheduler=scheduler,
+                                  on_progress=on_progress, ws=ws)  # fmt: skip
+        else:
+            result = sweep(
+                notebook, space, random=random, seed=seed, params=collect_params(param, params_file),
+                parallel=parallel, experiment=experiment, tags=split_pairs(tag, "--tag"), executor=executor,
+                scheduler=scheduler, allow_new_params=allow_new_params, params_from_text=True, fast=fast,
+                on_progress=on_progress, ws=ws,
+            )  # fmt: skip
     table = result.table(metric, ascending=not maximize, ws=ws)
     if as_json:
         print_json({"sweep_id": result.sweep_id, "experiment": result.experiment,
