@@ -8,9 +8,9 @@ import subprocess
 import time
 
 import pytest
+from conftest import VENV_BIN
 
 import workbench as wb
-from conftest import VENV_BIN
 
 SLOW_SCORE = "import time\nimport workbench as wb\ntime.sleep(1.5)\nwb.log_metric('score', x * 10)\n"
 
