@@ -20,8 +20,8 @@ def test_a_killed_sweep_is_resumed_without_losing_or_repeating_work(ws, notebook
     monkeypatch.setenv("WORKBENCH_STALE_AFTER", "2")
     nb = notebook("slow", "x = 0", SLOW_SCORE)
     env = dict(os.environ, WORKBENCH_HOME=str(ws.root), WORKBENCH_STALE_AFTER="2")
-    proc = subprocess.Popen([str(VENV_BIN / "workbench"), "sweep", str(nb), "--grid", "x=1,2,3,4,5", "-j", "1"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    args = [str(VENV_BIN / "workbench"), "sweep", str(nb), "--grid", "x=1,2,3,4,5", "-j", "1"]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         done = wb.runs(filter="status = 'finished'")
