@@ -75,6 +75,8 @@ def parse_body(raw: bytes, content_type: str | None) -> pd.DataFrame:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise InputError(400, f"Malformed JSON: {exc}") from exc
+        except RecursionError as exc:  # e.g. [[[[...]]]] nested thousands deep
+            raise InputError(400, "Malformed JSON: nested too deeply.") from exc
         frame = _records_frame(body)
     else:
         raise InputError(415, f"Unsupported content type {kind!r}.", hint="Use application/json or text/csv.")
