@@ -120,3 +120,12 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         err_console.print("Interrupted.")
         sys.exit(130)
+    except OSError as exc:
+        import errno
+
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise
+        err_console.print(f"[bold red]Error:[/] No space left to write {exc.filename or 'a file'}: {exc.strerror}.",
+                          highlight=False, soft_wrap=True)  # fmt: skip
+        err_console.print("[dim]Free some disk space and try again; nothing partial was recorded.[/]")
+        sys.exit(2)

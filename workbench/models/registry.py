@@ -167,7 +167,7 @@ def promote(
         if alias is not None:
             _move_alias(con, name, alias, version, reason, {"run_id": run_id, "forced": force, "gates":
                         [r.to_dict() for r in results]})  # fmt: skip
-    write_alias_file(ws, name)
+        write_alias_file(ws, name, con)
     return get_version(f"{name}@{version}", ws)
 
 
@@ -207,7 +207,7 @@ def set_alias(
     target = get_version(f"{name}@{int(version)}", ws)
     with transaction(ws) as con:
         _move_alias(con, name, alias, target.version, reason, {"manual": True})
-    write_alias_file(ws, name)
+        write_alias_file(ws, name, con)
     return get_version(target.ref, ws)
 
 
@@ -235,20 +235,37 @@ def rollback(
     target = get_version(f"{name}@{int(to)}", ws)
     with transaction(ws) as con:
         _move_alias(con, name, alias, target.version, reason, {"rollback": True, "from": current})
-    write_alias_file(ws, name)
+        write_alias_file(ws, name, con)
     return get_version(target.ref, ws)
 
 
-def write_alias_file(ws: Workspace, name: str) -> None:
-    """Rewrite `models/<name>/aliases.json` atomically from the catalog (servers watch it)."""
-    with connect(ws) as con:
-        aliases = _aliases_of(con, name)
-        latest = con.execute("SELECT max(version) FROM model_versions WHERE name = ?", [name]).fetchone()[0]
+def write_alias_file(ws: Workspace, name: str, con: Any = None) -> None:
+    """Rewrite `models/<name>/aliases.json` atomically from the catalog (servers watch it).
+
+    Called with the open transaction of an alias move, before it commits: if the file cannot be
+    written (disk full), the move rolls back too, so catalog and file never disagree.
+    """
+    if con is None:
+        with connect(ws) as own:
+            return write_alias_file(ws, name, own)
+    aliases = _aliases_of(con, name)
+    latest = con.execute("SELECT max(version) FROM model_versions WHERE name = ?", [name]).fetchone()[0]
     folder = model_dir(ws, name)
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{ALIAS_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps({"aliases": aliases, "latest": latest}))
-    os.replace(tmp, folder / ALIAS_FILE)
+    try:
+        tmp.write_text(json.dumps({"aliases": aliases, "latest": latest}))
+        os.replace(tmp, folder / ALIAS_FILE)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return None
+
+
+def alias_file_state(ws: Workspace, name: str) -> dict[str, Any] | None:
+    try:
+        return json.loads((model_dir(ws, name) / ALIAS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def get_version(ref: str, ws: Workspace | None = None) -> ModelVersion:

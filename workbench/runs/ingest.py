@@ -18,13 +18,16 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
 
+import duckdb
 import pandas as pd
 
 from workbench.catalog import transaction
+from workbench.errors import WorkbenchError
 from workbench.runs.events import EVENTS_FILE, EventWriter, heartbeat_age, now_iso, read_events, run_dir
 from workbench.workspace import Workspace
 
 FINAL_STATUSES = ("finished", "failed", "killed")
+IO_RETRIES = 3
 RUN_TABLES = (
     "runs",
     "run_params",
@@ -165,7 +168,39 @@ def ingest_runs(ws: Workspace, run_ids: list[str]) -> list[str]:
         return []
     frames = _frames(folded)
     ids = [rid for rid, _ in sizes]
+    for attempt in range(IO_RETRIES):
+        try:
+            written = _replace_rows(ws, ids, folded, frames, sizes)
+            final = [run_id for run_id in final if run_id in written]
+            break
+        except duckdb.IOException as exc:  # seen rarely under heavy multi-process load; idempotent, so retry
+            if attempt == IO_RETRIES - 1:
+                raise WorkbenchError(f"Could not index runs in the catalog: {exc}", "Run 'workbench doctor'.") from exc
+            time.sleep(0.1 * (attempt + 1))
+    return final
+
+
+def _replace_rows(ws: Workspace, ids: list[str], folded: list[dict[str, Any]], frames: dict[str, pd.DataFrame],
+                  sizes: list[tuple[str, int]]) -> set[str]:  # fmt: skip
+    """One transaction: the runs' rows in every run table are replaced by what their files say.
+
+    Two processes may index the same run at once; the one that read less of its event file must
+    not overwrite the other's newer rows, so runs already indexed from at least as many bytes are
+    skipped. Returns the run ids written.
+    """
     with transaction(ws) as con:
+        con.register("__wb_probe", pd.DataFrame(sizes, columns=["run_id", "events_size"]))
+        newer = {r for (r,) in con.execute(
+            "SELECT p.run_id FROM __wb_probe p JOIN run_ingest i USING (run_id) WHERE i.events_size >= p.events_size"
+        ).fetchall()}  # fmt: skip
+        con.unregister("__wb_probe")
+        if newer:
+            ids = [r for r in ids if r not in newer]
+            folded = [item for item in folded if item["run"]["run_id"] not in newer]
+            sizes = [(r, size) for r, size in sizes if r not in newer]
+            frames = {table: frame[~frame["run_id"].isin(newer)] for table, frame in frames.items()}
+        if not ids:
+            return set()
         con.register("__wb_ids", pd.DataFrame({"run_id": ids}))
         _audit_transitions(con, folded)
         for table in RUN_TABLES:
@@ -188,7 +223,7 @@ def ingest_runs(ws: Workspace, run_ids: list[str]) -> list[str]:
         con.register("__wb_sizes", pd.DataFrame(sizes, columns=["run_id", "events_size"]))
         con.execute("DELETE FROM run_ingest WHERE run_id IN (SELECT run_id FROM __wb_ids)")
         con.execute("INSERT INTO run_ingest SELECT run_id, events_size, now() FROM __wb_sizes")
-    return final
+    return set(ids)
 
 
 def _audit_transitions(con: Any, folded: list[dict[str, Any]]) -> None:

@@ -105,8 +105,8 @@ def _coerce_text(name: str, raw: str, type_name: str) -> Any:
                 return raw.lower() in _TRUE
             raise ValueError(raw)
         value = yaml.safe_load(raw)
-    except (ValueError, yaml.YAMLError) as exc:
-        raise ValidationError(f"Parameter {name!r} expects {type_name}, got {raw!r}.") from exc
+    except (ValueError, yaml.YAMLError, RecursionError) as exc:
+        raise ValidationError(f"Parameter {name!r} expects {type_name}, got {raw[:80]!r}.") from exc
     if type_name in ("list", "dict") and type(value).__name__ != type_name:
         raise ValidationError(f"Parameter {name!r} expects a {type_name}, got {raw!r}.")
     return value

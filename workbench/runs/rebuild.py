@@ -119,20 +119,24 @@ def _salvage(ws: Workspace, old: Path) -> tuple[dict[str, int], list[str]]:
 def _copy_table(con: duckdb.DuckDBPyConnection, table: str) -> int | None:
     """Replace `table` with the old catalog's rows (shared columns only); None if it had none."""
     query = (
-        "SELECT column_name FROM information_schema.columns WHERE table_catalog = ? AND table_schema = 'main' "
-        "AND table_name = ? ORDER BY ordinal_position"
+        "SELECT column_name, coalesce(column_default, '') FROM information_schema.columns WHERE table_catalog = ? "
+        "AND table_schema = 'main' AND table_name = ? ORDER BY ordinal_position"
     )
     current = con.execute("SELECT current_database()").fetchone()[0]
-    new_cols = [c for (c,) in con.execute(query, [current, table]).fetchall()]
-    old_cols = {c for (c,) in con.execute(query, ["broken", table]).fetchall()}
-    columns = [c for c in new_cols if c in old_cols]
+    new_cols = con.execute(query, [current, table]).fetchall()
+    old_cols = {c for (c, _) in con.execute(query, ["broken", table]).fetchall()}
+    # Columns filled from a sequence (audit ids) are renumbered in the old order instead of copied:
+    # the fresh sequence starts at 1, so copied ids would collide with the next insert.
+    serial = [c for c, default in new_cols if "nextval" in default.lower() and c in old_cols]
+    columns = [c for c, default in new_cols if c in old_cols and c not in serial]
     if not columns:
         return None
     names = ", ".join(f'"{c}"' for c in columns)
+    order = f" ORDER BY {', '.join(chr(34) + c + chr(34) for c in serial)}" if serial else ""
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(f'DELETE FROM "{table}"')
-        con.execute(f'INSERT INTO "{table}" ({names}) SELECT {names} FROM broken.main."{table}"')
+        con.execute(f'INSERT INTO "{table}" ({names}) SELECT {names} FROM broken.main."{table}"{order}')
         rows = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
     except BaseException:
         con.execute("ROLLBACK")

@@ -15,11 +15,12 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from workbench.models.registry import ALIAS_FILE, ModelVersion, load, model_dir
+from workbench.models.registry import ALIAS_FILE, ModelVersion, get_version, load, model_dir
 from workbench.names import parse_ref
 from workbench.workspace import Workspace
 
 log = logging.getLogger("workbench.serving")
+CATALOG_CHECK_TICKS = 40  # every 10 s at the default interval
 
 
 @dataclass(frozen=True)
@@ -97,15 +98,29 @@ class AliasWatcher:
         return self
 
     def _loop(self) -> None:
+        ticks = 0
         while not self._stop.wait(self.interval):
+            ticks += 1
             mtime = self._mtime()
             if mtime == self._seen:
+                if ticks % CATALOG_CHECK_TICKS == 0:
+                    self._check_catalog()
                 continue
             try:
                 self.slot.refresh()
                 self._seen = mtime
             except Exception:  # keep serving the current model; retry on the next tick
                 log.exception("could not load the new version of %s; still serving the old one", self.slot.ref)
+
+    def _check_catalog(self) -> None:
+        """Safety net: the alias file could be stale if a process died mid-move (doctor --fix repairs it)."""
+        try:
+            target = get_version(self.slot.ref, self.slot.ws).version
+            if target != self.slot.current.version.version:
+                self.slot.current = load_version(self.slot.ws, f"{self.slot.parsed.name}@{target}")
+                self.slot.swaps += 1
+        except Exception:  # a busy or unreadable catalog: keep serving, try again later
+            log.debug("catalog check of %s failed", self.slot.ref, exc_info=True)
 
     def stop(self) -> None:
         self._stop.set()

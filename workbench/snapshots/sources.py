@@ -101,6 +101,13 @@ def relation_sql(con: duckdb.DuckDBPyConnection, source: Source) -> str:
     return source.value
 
 
+def _is_out_of_space(message: str) -> bool:
+    lowered = message.lower()
+    return "could not write" in lowered and any(
+        s in lowered for s in ("no space left", "file too large", "disk quota", "out of space")
+    )
+
+
 def write_parquet(con: duckdb.DuckDBPyConnection, select_sql: str, target: Path, label: str) -> None:
     """Stream a SELECT into a Parquet file, with source errors turned into clear messages."""
     try:
@@ -110,6 +117,11 @@ def write_parquet(con: duckdb.DuckDBPyConnection, select_sql: str, target: Path,
         )
     except duckdb.Error as exc:
         first_line = str(exc).strip().splitlines()[0]
+        if _is_out_of_space(str(exc)):
+            raise DataSourceError(
+                f"Not enough disk space to store {label} in {target.parent}: {first_line}",
+                "Free some space (or move the workspace with WORKBENCH_HOME) and try again; nothing was registered.",
+            ) from exc
         raise DataSourceError(
             f"Could not read {label}: {first_line}",
             "Check that the file is valid / the query runs, then try again.",
