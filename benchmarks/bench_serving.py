@@ -33,13 +33,15 @@ def prepare(work: Path) -> dict[str, str]:
     import mlflow
     import mlflow.sklearn
     from sklearn.datasets import load_wine
-    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
     import workbench as wb
 
     frame = load_wine(as_frame=True).frame
     X, y = frame[FEATURES], frame["target"]
-    model = RandomForestClassifier(n_estimators=50, random_state=0).fit(X, y)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, y)
     wb.init(work / ".workbench")
     wb.log_model(model, "bench", sample=X.head())
     run_id = wb.active_run_id()
@@ -64,6 +66,7 @@ def _start(case: str, work: Path, port: int) -> subprocess.Popen:
     env = dict(
         os.environ, WORKBENCH_HOME=str(work / ".workbench"), MLFLOW_TRACKING_URI=f"sqlite:///{work / 'mlflow.db'}"
     )
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"  # mlflow runs `uvicorn` from PATH
     if case == "workbench":
         args = [sys.executable, "-m", "workbench.cli", "serve", "bench@production", "--port", str(port), "--no-log"]
     else:
@@ -71,7 +74,8 @@ def _start(case: str, work: Path, port: int) -> subprocess.Popen:
         mlflow = str(Path(sys.executable).parent / "mlflow")
         args = [mlflow, "models", "serve", "-m", info["mlflow_uri"], "--env-manager", "local", "-p", str(port),
                 "-h", "127.0.0.1"]  # fmt: skip
-    return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    log = open(work / f"{case}-server.log", "ab")  # noqa: SIM115  (owned by the server process)
+    return subprocess.Popen(args, env=env, stdout=log, stderr=log, start_new_session=True)
 
 
 def trial(case: str, workdir: str, seconds: str) -> None:
@@ -115,7 +119,10 @@ def trial(case: str, workdir: str, seconds: str) -> None:
             thread.join()
         elapsed = time.perf_counter() - begin
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            os.killpg(server.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
         server.wait(timeout=30)
     ordered = sorted(latencies)
     p50 = ordered[len(ordered) // 2] * 1000

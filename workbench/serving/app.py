@@ -46,7 +46,12 @@ class ServerMetrics:
 
 
 def _outputs(estimator: Any, frame: Any) -> list[Any]:
-    return [v.item() if hasattr(v, "item") else v for v in estimator.predict(frame)]
+    import sklearn
+
+    # inputs.conform already refused NaN/inf; sklearn's config is thread-local, so this affects nobody else
+    with sklearn.config_context(assume_finite=True):
+        predictions = estimator.predict(frame)
+    return [v.item() if hasattr(v, "item") else v for v in predictions]
 
 
 def create_app(
