@@ -93,7 +93,9 @@ def test_alias_flips_under_load_fail_no_request(ws, wine_frame):
         for thread in threads:
             thread.join(timeout=60)
         elapsed = time.monotonic() - began
-        swaps = httpx.get(f"{url}/health").json()
+        deadline = time.monotonic() + 15  # the last flip may have landed just before the load stopped
+        while (swaps := httpx.get(f"{url}/health").json())["model"] != "wine@1" and time.monotonic() < deadline:
+            time.sleep(0.1)
     finally:
         server.terminate()
         server.wait(timeout=30)
