@@ -84,13 +84,16 @@ class AliasWatcher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="workbench-alias-watcher", daemon=True)
         self._path = model_dir(slot.ws, slot.parsed.name) / ALIAS_FILE
-        self._seen: float | None = self._mtime()
+        self._seen: tuple[int, int] | None = self._mtime()
 
-    def _mtime(self) -> float | None:
+    def _mtime(self) -> tuple[int, int] | None:
+        """Identity of the alias file: each write replaces it (new inode), so this changes even
+        when two moves land within one coarse file-timestamp tick."""
         try:
-            return self._path.stat().st_mtime_ns
+            stat = self._path.stat()
         except OSError:
             return None
+        return stat.st_ino, stat.st_mtime_ns
 
     def start(self) -> AliasWatcher:
         if self.slot.follows_alias:
