@@ -62,6 +62,8 @@ def start_model_server(home: Path, port: int) -> str:
 def run_demo(home: str | None = None, folder: Path = NOTEBOOKS_DIR, serve_port: int | None = 8000) -> None:
     import papermill
 
+    from workbench.runs.runner import kernel_manager_with_env
+
     ws = init_workspace(home)
     os.environ[ENV_HOME] = str(ws.root)  # the notebooks' kernels use this workspace
     out_dir = ws.root / "demo"
@@ -74,6 +76,7 @@ def run_demo(home: str | None = None, folder: Path = NOTEBOOKS_DIR, serve_port: 
             papermill.execute_notebook(
                 str(notebook), str(out_dir / notebook.name), cwd=str(notebook.parent),
                 progress_bar=False, log_output=False,
+                kernel_manager_class=kernel_manager_with_env({}, out_dir / f"{notebook.stem}.kernel.log"),
             )  # fmt: skip
         except papermill.PapermillExecutionError as exc:
             raise WorkbenchError(
