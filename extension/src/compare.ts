@@ -8,7 +8,7 @@
 import { MainAreaWidget } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 
-import { errorText, requestAPI } from './api';
+import { IRunRow, errorText, requestAPI } from './api';
 import { workbenchIcon } from './icons';
 
 interface ICompareResponse {
@@ -26,6 +26,49 @@ interface IRunDetail {
   metrics: Record<string, number | null>;
 }
 
+/** Run ids per GET runs request: the server caps a filter at 10,000 characters. */
+const DETAILS_BATCH = 300;
+
+/**
+ * Params and last metric values of the runs, in `runIds` order, from a few GET runs requests
+ * (`filter=run_id in (...)`) rather than one GET runs/<id> per run: 50 runs cost one request.
+ */
+async function loadDetails(runIds: string[]): Promise<IRunDetail[]> {
+  const batches: string[][] = [];
+  for (let i = 0; i < runIds.length; i += DETAILS_BATCH) {
+    batches.push(runIds.slice(i, i + DETAILS_BATCH));
+  }
+  const answers = await Promise.all(
+    batches.map(ids =>
+      requestAPI<IRunRow[]>('runs', {}, {
+        filter: `run_id in (${ids.map(id => `'${id}'`).join(', ')})`,
+        limit: String(ids.length)
+      })
+    )
+  );
+  const byId = new Map<string, IRunRow>();
+  answers.forEach(rows => rows.forEach(row => byId.set(row.run_id, row)));
+  return runIds.map(id => {
+    const row = byId.get(id);
+    if (!row) {
+      throw new Error(`No run ${id}.`);
+    }
+    const params: Record<string, any> = {};
+    const metrics: Record<string, number | null> = {};
+    for (const [key, value] of Object.entries(row)) {
+      if (value === null || value === undefined) {
+        continue;
+      }
+      if (key.startsWith('params.')) {
+        params[key.slice(7)] = value;
+      } else if (key.startsWith('metrics.')) {
+        metrics[key.slice(8)] = value;
+      }
+    }
+    return { run_id: id, experiment: row.experiment, status: row.status, params, metrics };
+  });
+}
+
 let plotlyPromise: Promise<any> | null = null;
 
 function loadPlotly(): Promise<any> {
@@ -35,6 +78,13 @@ function loadPlotly(): Promise<any> {
     );
   }
   return plotlyPromise;
+}
+
+/** Start fetching plotly before it is needed (e.g. as soon as runs are ticked for comparing). */
+export function preloadPlotly(): void {
+  void loadPlotly().catch(() => {
+    plotlyPromise = null; // retried on real use, which reports the error
+  });
 }
 
 function formatValue(value: any): string {
@@ -65,16 +115,17 @@ export class CompareView extends Widget {
   }
 
   private header: HTMLElement;
+  private metricSelect: HTMLSelectElement | null = null;
   private charts: HTMLElement;
   private table: HTMLElement;
   private details: IRunDetail[] = [];
 
   private async load(): Promise<void> {
     this.header.textContent = `Comparing ${this.runIds.length} runs…`;
+    // The charts (one compare request + the plotly chunk) do not wait for the per-run details.
+    const charts = this.renderCharts();
     try {
-      this.details = await Promise.all(
-        this.runIds.map(id => requestAPI<IRunDetail>(`runs/${encodeURIComponent(id)}`))
-      );
+      this.details = await loadDetails(this.runIds);
     } catch (error) {
       this.header.textContent = `Cannot load the runs: ${errorText(error)}`;
       return;
@@ -87,7 +138,7 @@ export class CompareView extends Widget {
     }
     this.renderHeader(metrics);
     this.renderTable();
-    await this.renderCharts();
+    await charts;
   }
 
   private renderHeader(metrics: string[]): void {
@@ -99,6 +150,7 @@ export class CompareView extends Widget {
       const label = document.createElement('label');
       label.textContent = ' Metric ';
       const select = document.createElement('select');
+      this.metricSelect = select;
       select.className = 'wb-CompareView-metric';
       for (const key of metrics) {
         const option = document.createElement('option');
@@ -171,6 +223,12 @@ export class CompareView extends Widget {
     } catch (error) {
       this.charts.textContent = `No charts: ${errorText(error)}`;
       return;
+    }
+    if (result.metric && result.metric !== this.metric) {
+      this.metric = result.metric; // the server's choice when none was given
+      if (this.metricSelect) {
+        this.metricSelect.value = result.metric;
+      }
     }
     this.charts.textContent = '';
     const entries = Object.entries(result.figures ?? {});

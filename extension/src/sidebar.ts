@@ -18,6 +18,7 @@ import {
   postAPI,
   requestAPI
 } from './api';
+import { preloadPlotly } from './compare';
 import { workbenchIcon } from './icons';
 
 /** How often the runs table polls while the panel is visible. */
@@ -345,6 +346,7 @@ export class WorkbenchSidebar extends Widget {
       check.onclick = event => event.stopPropagation();
       check.onchange = () => {
         if (check.checked) {
+          preloadPlotly(); // the Compare view's charts need it: fetch it while the user picks runs
           this.selected.add(run.run_id);
         } else {
           this.selected.delete(run.run_id);
