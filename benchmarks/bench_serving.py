@@ -39,6 +39,7 @@ def prepare(work: Path) -> dict[str, str]:
 
     import workbench as wb
 
+    os.chdir(work)  # MLflow puts model artifacts under ./mlruns of the working directory
     frame = load_wine(as_frame=True).frame
     X, y = frame[FEATURES], frame["target"]
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, y)
