@@ -78,3 +78,19 @@ def notebook(tmp_path: Path):
         return write_notebook(tmp_path / f"{name}.ipynb", parameters, *cells)
 
     return make
+
+
+def run_cli_in_process(capsys, *args: str):
+    """The `workbench` CLI in this process (a subprocess per call costs ~1-2 s of imports)."""
+    import subprocess
+
+    from workbench.cli.app import main
+
+    capsys.readouterr()
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["workbench", *args], code, out, err)

@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from conftest import run_cli_in_process
 from model_fixtures import train_run
 
 import workbench as wb
 
-
-def governance_cli(capsys, *args: str) -> subprocess.CompletedProcess:
-    """The `workbench` CLI in this process, with the governance commands registered (as commands.py
-    will do); in-process because a subprocess per call costs ~2 s of imports."""
-    from workbench.cli import governance_cmds  # noqa: F401
-    from workbench.cli.app import main
-
-    capsys.readouterr()
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return subprocess.CompletedProcess(["workbench", *args], code, out, err)
+governance_cli = run_cli_in_process
 
 
 def new_entries(before: int) -> list[tuple[str, str]]:

@@ -4,10 +4,10 @@ gate that sends the result to staging, and a trigger firing on a new snapshot ve
 from __future__ import annotations
 
 import json
-import subprocess
 import textwrap
 
 import pytest
+from conftest import run_cli_in_process
 
 import workbench as wb
 from workbench.governance.pipelines import changed, load_pipeline, run_pipeline, validate_file
@@ -22,18 +22,7 @@ TRAIN_CELLS = (
 )
 
 
-def cli(capsys, *args: str) -> subprocess.CompletedProcess:
-    from workbench.cli import governance_cmds  # noqa: F401  (commands.py will import it)
-    from workbench.cli.app import main
-
-    capsys.readouterr()
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return subprocess.CompletedProcess(["workbench", *args], code, out, err)
+cli = run_cli_in_process
 
 
 def write(tmp_path, text: str):

@@ -107,8 +107,8 @@ def promoted(ws, wine_frame):
     return first, second
 
 
-def test_disk_full_during_promotion_leaves_catalog_and_alias_file_agreeing(ws, promoted, monkeypatch):
-    first, second = promoted
+def _fail_alias_file_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk fills up exactly when the alias file that model servers watch is written."""
     real_replace = os.replace
 
     def replace(src: object, dst: object, *args: object, **kwargs: object) -> None:
@@ -117,6 +117,11 @@ def test_disk_full_during_promotion_leaves_catalog_and_alias_file_agreeing(ws, p
         real_replace(src, dst, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(os, "replace", replace)
+
+
+def test_disk_full_during_promotion_leaves_catalog_and_alias_file_agreeing(ws, promoted, monkeypatch):
+    first, second = promoted
+    _fail_alias_file_writes(monkeypatch)
     with pytest.raises(OSError):
         wb.promote(second, "wine")
     monkeypatch.undo()
@@ -129,14 +134,7 @@ def test_disk_full_during_promotion_leaves_catalog_and_alias_file_agreeing(ws, p
 def test_disk_full_during_promotion_does_not_corrupt_the_registry(ws, promoted, monkeypatch):
     """What does hold today: versions stay dense, a retry converges, nothing is duplicated."""
     first, second = promoted
-    real_replace = os.replace
-
-    def replace(src: object, dst: object, *args: object, **kwargs: object) -> None:
-        if str(dst).endswith(ALIAS_FILE):
-            _enospc()
-        real_replace(src, dst, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(os, "replace", replace)
+    _fail_alias_file_writes(monkeypatch)
     with pytest.raises(OSError) as raised:
         wb.promote(second, "wine")
     assert raised.value.errno == errno.ENOSPC
