@@ -1,6 +1,6 @@
 """The model server's HTTP API (FastAPI): /predict, /health, /metadata, /metrics.
 
-Request handling is deliberately lean (raw body, json, one DataFrame, one predict call) because
+Request handling is deliberately lean (raw body, json, one array or DataFrame, one predict call) because
 single-row latency is what a model server is judged on. Every client mistake becomes a 4xx JSON
 error from `inputs.InputError`; a failure inside the model is a 500 with the exception's message
 (and counted), never a dropped connection.
@@ -45,15 +45,6 @@ class ServerMetrics:
                                  buckets=LATENCY_BUCKETS, registry=self.registry)  # fmt: skip
 
 
-def _outputs(estimator: Any, frame: Any) -> list[Any]:
-    import sklearn
-
-    # inputs.conform already refused NaN/inf; sklearn's config is thread-local, so this affects nobody else
-    with sklearn.config_context(assume_finite=True):
-        predictions = estimator.predict(frame)
-    return [v.item() if hasattr(v, "item") else v for v in predictions]
-
-
 def create_app(
     slot: ModelSlot,
     *,
@@ -87,13 +78,13 @@ def create_app(
         model = canary.model if use_canary else slot.current  # one reference for the whole request
         version = model.version.version
         try:
-            frame = conform(parse_body(await request.body(), request.headers.get("content-type")), model.schema)
+            inputs = conform(parse_body(await request.body(), request.headers.get("content-type")), model.schema)
         except InputError as exc:
             metrics.requests.labels(str(version), str(exc.status)).inc()
             metrics.errors.labels("input").inc()
             return JSONResponse(exc.body, status_code=exc.status)
         try:
-            outputs = _outputs(model.estimator, frame)
+            outputs = model.predictor.predict(inputs)
         except Exception as exc:  # the model itself failed on valid-looking input
             metrics.requests.labels(str(version), "500").inc()
             metrics.errors.labels("model").inc()
@@ -104,7 +95,7 @@ def create_app(
         metrics.rows.labels(str(version)).inc(len(outputs))
         metrics.latency.labels(str(version)).observe(elapsed)
         if logger is not None:
-            logger.log(request_id, version, frame.to_dict(orient="records"), outputs, elapsed * 1000)
+            logger.log(request_id, version, inputs.records(), outputs, elapsed * 1000)
         body = {"predictions": outputs, "model": model.version.name, "version": version, "request_id": request_id}
         if canary is not None:
             body["canary"] = use_canary

@@ -8,8 +8,8 @@ type, nulls, empty and oversized payloads are the client's mistake (4xx with a m
 server error.
 
 Single-row latency is what a model server is judged on, so bodies become plain column lists,
-are checked in plain Python and numpy, and only then become one DataFrame (pandas per-column
-operations cost milliseconds per request; measured).
+are checked in plain Python and numpy, and become one DataFrame only if the model needs one
+(pandas per-column operations cost milliseconds per request; measured).
 """
 
 from __future__ import annotations
@@ -123,12 +123,37 @@ def _numbers(name: str, values: list[Any], dtype: str, schema: list[dict[str, st
     return array.astype(dtype, copy=False)
 
 
-def conform(columns: Columns | pd.DataFrame, schema: list[dict[str, str]] | None) -> pd.DataFrame:
-    """Check columns and types against the model's input schema; one DataFrame in model order."""
+class Conformed:
+    """A request's columns after the schema check, in model order; the DataFrame is built only
+    when something asks for it (the array path of `predict.Predictor` never does)."""
+
+    def __init__(self, columns: dict[str, Any], names: list[str]) -> None:
+        self.columns = columns
+        self.names = names
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values()))) if self.columns else 0
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.columns, columns=self.names)
+
+    def array(self) -> np.ndarray:
+        """One 2-D array (numeric schemas only): what scikit-learn makes of `frame()` itself."""
+        return np.column_stack([self.columns[name] for name in self.names])
+
+    def records(self) -> list[dict[str, Any]]:
+        """One plain dict per row (for the prediction log)."""
+        values = [self.columns[name] for name in self.names]
+        plain = [v.tolist() if isinstance(v, np.ndarray) else list(v) for v in values]
+        return [dict(zip(self.names, row, strict=True)) for row in zip(*plain, strict=True)]
+
+
+def conform(columns: Columns | pd.DataFrame, schema: list[dict[str, str]] | None) -> Conformed:
+    """Check columns and types against the model's input schema."""
     if isinstance(columns, pd.DataFrame):
         columns = {str(k): v for k, v in columns.to_dict(orient="list").items()}
     if not schema:
-        return pd.DataFrame(columns)
+        return Conformed(dict(columns), list(columns))
     expected = [c["name"] for c in schema]
     missing = [c for c in expected if c not in columns]
     extra = [c for c in columns if c not in expected]
@@ -151,4 +176,4 @@ def conform(columns: Columns | pd.DataFrame, schema: list[dict[str, str]] | None
             if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in values):
                 raise InputError(422, f"Column {name!r} has a missing value.", expected=schema)
             result[name] = [str(v) for v in values] if dtype in ("object", "string", "str") else values
-    return pd.DataFrame(result, columns=expected)
+    return Conformed(result, expected)

@@ -1,6 +1,6 @@
 """Which model version a server answers with, and swapping it without dropping a request.
 
-A `LoadedModel` is immutable: the estimator, its version record and schema. The `ModelSlot`
+A `LoadedModel` is immutable: the estimator, its version record, schema and `Predictor`. The `ModelSlot`
 holds the current one; a request takes the reference once at its start and uses that object to
 the end, so a swap (an assignment of a new, fully loaded object) can never hand a request a
 half-loaded model. An `AliasWatcher` thread `stat()`s the registry's alias file a few times a
@@ -17,6 +17,7 @@ from typing import Any
 
 from workbench.models.registry import ALIAS_FILE, ModelVersion, get_version, load, model_dir
 from workbench.names import parse_ref
+from workbench.serving.predict import Predictor
 from workbench.workspace import Workspace
 
 log = logging.getLogger("workbench.serving")
@@ -27,6 +28,7 @@ CATALOG_CHECK_TICKS = 40  # every 10 s at the default interval
 class LoadedModel:
     estimator: Any
     version: ModelVersion
+    predictor: Predictor
 
     @property
     def schema(self) -> list[dict[str, str]] | None:
@@ -35,7 +37,7 @@ class LoadedModel:
 
 def load_version(ws: Workspace, ref: str) -> LoadedModel:
     estimator, version = load(ref, ws)
-    return LoadedModel(estimator, version)
+    return LoadedModel(estimator, version, Predictor(estimator, version.schema))
 
 
 class ModelSlot:
