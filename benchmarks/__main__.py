@@ -22,8 +22,8 @@ BENCHMARKS: dict[str, tuple[str, dict, dict]] = {
                   {"repeats": 1, "rows": 1_000_000}),
     "runs": ("benchmarks.bench_runs", {"repeats": 3, "runs": 4, "sweep_runs": 16, "metrics": 10_000},
              {"repeats": 1, "runs": 2, "sweep_runs": 4, "metrics": 10_000}),
-    "extension": ("benchmarks.bench_extension", {"repeats": 3, "runs": 1000, "compare_runs": 50},
-                  {"repeats": 1, "runs": 1000, "compare_runs": 50}),
+    "extension": ("benchmarks.bench_extension", {"repeats": 3, "runs": 1000, "compare_runs": (50, 1000)},
+                  {"repeats": 1, "runs": 1000, "compare_runs": (50, 1000)}),
     "serving": ("benchmarks.bench_serving", {"repeats": 3, "seconds": 15.0}, {"repeats": 1, "seconds": 5.0}),
     # MLflow's search_runs takes minutes per call at 100,000 runs (measured), so the full run uses 20,000.
     "query": ("benchmarks.bench_query", {"repeats": 3, "runs": 20_000}, {"repeats": 1, "runs": 10_000}),

@@ -130,8 +130,22 @@ def test_parallel_coordinates_encodes_categories(sweep_runs, frame):
 def test_step_curves_one_line_per_run(sweep_runs, frame):
     fig = cmp.step_curves(frame, "loss")
     assert [t.name for t in fig.data] == sweep_runs
+    assert {t.mode for t in fig.data} == {"lines+markers"} and fig.layout.showlegend is not False
     assert list(fig.data[2].x) == [0, 1, 2]
     assert list(fig.data[2].y) == [0.7, 0.4, 0.3]
+
+
+def test_step_curves_of_many_runs_are_plain_lines_in_run_order(tmp_path):
+    from workbench.workspace import init_workspace
+
+    ws = init_workspace(tmp_path / ".workbench")
+    count = cmp.MANY_CURVES + 5
+    ids = [make_run(ws, {"i": i}, [1.0 / (i + step + 1) for step in range(4)]) for i in range(count)]
+    fig = cmp.step_curves(ids[::-1], "loss", ws=ws)
+    assert [t.name for t in fig.data] == ids[::-1]
+    assert list(fig.data[-1].x) == [0, 1, 2, 3]
+    assert list(fig.data[-1].y) == [1.0, 0.5, 1 / 3, 0.25]
+    assert {t.mode for t in fig.data} == {"lines"} and fig.layout.showlegend is False
 
 
 def test_metric_bars_sorted(sweep_runs, frame):

@@ -270,15 +270,17 @@ async def test_start_run_and_sweep_with_kernels(jp_fetch, jp_root_dir, ws):
 # Compare, models, serving
 
 
-HAS_COMPARE = importlib.util.find_spec("workbench.compare") is not None
 HAS_REGISTRY = importlib.util.find_spec("workbench.models.registry") is not None
 
 
-@pytest.mark.skipif(not HAS_COMPARE, reason="workbench.compare is not written yet")
 async def test_compare(jp_fetch, data):
     ids = ",".join(data["runs"][:2])
     body = await get_json(jp_fetch, "compare", params={"run_ids": ids, "metric": "loss"})
     assert body["run_ids"] == data["runs"][:2]
+    assert [r["run_id"] for r in body["runs"]] == data["runs"][:2]
+    assert {r["status"] for r in body["runs"]} == {"finished"} and all(r["experiment"] for r in body["runs"])
+    keys = [row["key"] for row in body["table"]]
+    assert "metrics.loss" in keys and all(set(data["runs"][:2]) <= set(row) for row in body["table"])
     assert body["figures"], body
     for figure in body["figures"].values():
         assert "data" in figure and "layout" in figure

@@ -8,66 +8,21 @@
 import { MainAreaWidget } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 
-import { IRunRow, errorText, requestAPI } from './api';
+import { errorText, requestAPI } from './api';
 import { workbenchIcon } from './icons';
 
 interface ICompareResponse {
   run_ids: string[];
   metric: string | null;
+  /** experiment and status of each run */
+  runs: { run_id: string; experiment: string; status: string }[];
+  /** one row per key (params.x / metrics.y / tags.z): a value per run id, and `differs` */
   table: Record<string, any>[];
   figures: Record<string, { data: any[]; layout: any }>;
 }
 
-interface IRunDetail {
-  run_id: string;
-  experiment: string;
-  status: string;
-  params: Record<string, any>;
-  metrics: Record<string, number | null>;
-}
-
-/** Run ids per GET runs request: the server caps a filter at 10,000 characters. */
-const DETAILS_BATCH = 300;
-
-/**
- * Params and last metric values of the runs, in `runIds` order, from a few GET runs requests
- * (`filter=run_id in (...)`) rather than one GET runs/<id> per run: 50 runs cost one request.
- */
-async function loadDetails(runIds: string[]): Promise<IRunDetail[]> {
-  const batches: string[][] = [];
-  for (let i = 0; i < runIds.length; i += DETAILS_BATCH) {
-    batches.push(runIds.slice(i, i + DETAILS_BATCH));
-  }
-  const answers = await Promise.all(
-    batches.map(ids =>
-      requestAPI<IRunRow[]>('runs', {}, {
-        filter: `run_id in (${ids.map(id => `'${id}'`).join(', ')})`,
-        limit: String(ids.length)
-      })
-    )
-  );
-  const byId = new Map<string, IRunRow>();
-  answers.forEach(rows => rows.forEach(row => byId.set(row.run_id, row)));
-  return runIds.map(id => {
-    const row = byId.get(id);
-    if (!row) {
-      throw new Error(`No run ${id}.`);
-    }
-    const params: Record<string, any> = {};
-    const metrics: Record<string, number | null> = {};
-    for (const [key, value] of Object.entries(row)) {
-      if (value === null || value === undefined) {
-        continue;
-      }
-      if (key.startsWith('params.')) {
-        params[key.slice(7)] = value;
-      } else if (key.startsWith('metrics.')) {
-        metrics[key.slice(8)] = value;
-      }
-    }
-    return { run_id: id, experiment: row.experiment, status: row.status, params, metrics };
-  });
-}
+/** Ids named in the header; beyond that, "and N more" (all of them are in its tooltip). */
+const HEADER_IDS = 8;
 
 let plotlyPromise: Promise<any> | null = null;
 
@@ -84,6 +39,20 @@ function loadPlotly(): Promise<any> {
 export function preloadPlotly(): void {
   void loadPlotly().catch(() => {
     plotlyPromise = null; // retried on real use, which reports the error
+  });
+}
+
+/**
+ * Resolves after the next frame was painted (a timer queued from requestAnimationFrame runs
+ * after that frame), or after 100 ms where no frames come (a hidden browser tab).
+ */
+function nextTask(): Promise<void> {
+  return new Promise(resolve => {
+    const timeout = setTimeout(resolve, 100);
+    requestAnimationFrame(() => {
+      clearTimeout(timeout);
+      setTimeout(resolve, 0);
+    });
   });
 }
 
@@ -118,33 +87,30 @@ export class CompareView extends Widget {
   private metricSelect: HTMLSelectElement | null = null;
   private charts: HTMLElement;
   private table: HTMLElement;
-  private details: IRunDetail[] = [];
+  /** Bumped by each renderCharts call, so an older, slower one stops drawing. */
+  private chartsGeneration = 0;
 
   private async load(): Promise<void> {
     this.header.textContent = `Comparing ${this.runIds.length} runs…`;
-    // The charts (one compare request + the plotly chunk) do not wait for the per-run details.
-    const charts = this.renderCharts();
-    try {
-      this.details = await loadDetails(this.runIds);
-    } catch (error) {
-      this.header.textContent = `Cannot load the runs: ${errorText(error)}`;
-      return;
-    }
-    const metrics = Array.from(
-      new Set(this.details.flatMap(d => Object.keys(d.metrics)))
-    ).sort();
-    if (!this.metric || !metrics.includes(this.metric)) {
-      this.metric = metrics[0] ?? null;
-    }
-    this.renderHeader(metrics);
-    this.renderTable();
-    await charts;
+    // One request brings the charts, the table and the metric list: the table is drawn right
+    // after the first chart, so the view is useful before the heavier charts are done.
+    await this.renderCharts(result => {
+      const metrics = result.table
+        .map(row => String(row.key))
+        .filter(key => key.startsWith('metrics.'))
+        .map(key => key.slice(8));
+      this.renderHeader(metrics);
+      this.renderTable(result);
+    });
   }
 
   private renderHeader(metrics: string[]): void {
     this.header.textContent = '';
     const title = document.createElement('span');
-    title.textContent = `Runs: ${this.runIds.join(', ')}`;
+    const shown = this.runIds.slice(0, HEADER_IDS).join(', ');
+    const more = this.runIds.length - HEADER_IDS;
+    title.textContent = `Runs: ${shown}${more > 0 ? ` and ${more} more` : ''}`;
+    title.title = this.runIds.join('\n');
     this.header.appendChild(title);
     if (metrics.length) {
       const label = document.createElement('label');
@@ -168,23 +134,23 @@ export class CompareView extends Widget {
     }
   }
 
-  private renderTable(): void {
-    const details = this.details;
-    const rows: [string, string, any[]][] = [];
-    rows.push(['run', 'experiment', details.map(d => d.experiment)]);
-    rows.push(['run', 'status', details.map(d => d.status)]);
-    const params = Array.from(new Set(details.flatMap(d => Object.keys(d.params)))).sort();
-    for (const key of params) {
-      rows.push(['param', key, details.map(d => d.params[key])]);
-    }
-    const metrics = Array.from(new Set(details.flatMap(d => Object.keys(d.metrics)))).sort();
-    for (const key of metrics) {
-      rows.push(['metric', key, details.map(d => d.metrics[key])]);
+  private renderTable(result: ICompareResponse): void {
+    const ids = result.run_ids;
+    const runs = new Map(result.runs.map(r => [r.run_id, r]));
+    const rows: [string, string, any[]][] = [
+      ['run', 'experiment', ids.map(id => runs.get(id)?.experiment)],
+      ['run', 'status', ids.map(id => runs.get(id)?.status)]
+    ];
+    for (const row of result.table) {
+      const key = String(row.key);
+      const dot = key.indexOf('.');
+      const kind = key.slice(0, dot).replace(/s$/, ''); // params -> param, metrics -> metric
+      rows.push([kind, key.slice(dot + 1), ids.map(id => row[id])]);
     }
     const table = document.createElement('table');
     table.className = 'wb-Table wb-CompareView-diff';
     const head = table.createTHead().insertRow();
-    for (const text of ['', 'name', ...details.map(d => d.run_id)]) {
+    for (const text of ['', 'name', ...ids]) {
       const th = document.createElement('th');
       th.textContent = text;
       head.appendChild(th);
@@ -208,7 +174,10 @@ export class CompareView extends Widget {
     this.table.append(caption, table);
   }
 
-  private async renderCharts(): Promise<void> {
+  /** Request the comparison for the current metric and draw its charts; `afterFirst` runs once
+   * the first chart is drawn (or right away when there is none). */
+  private async renderCharts(afterFirst?: (result: ICompareResponse) => void): Promise<void> {
+    const generation = ++this.chartsGeneration;
     this.charts.textContent = 'Loading charts…';
     let result: ICompareResponse;
     let Plotly: any;
@@ -221,8 +190,16 @@ export class CompareView extends Widget {
         loadPlotly()
       ]);
     } catch (error) {
-      this.charts.textContent = `No charts: ${errorText(error)}`;
+      if (generation === this.chartsGeneration) {
+        this.charts.textContent = `No charts: ${errorText(error)}`;
+        if (afterFirst) {
+          this.header.textContent = `Cannot compare the runs: ${errorText(error)}`;
+        }
+      }
       return;
+    }
+    if (generation !== this.chartsGeneration) {
+      return; // the metric changed meanwhile: a newer request draws the charts
     }
     if (result.metric && result.metric !== this.metric) {
       this.metric = result.metric; // the server's choice when none was given
@@ -235,7 +212,22 @@ export class CompareView extends Widget {
     if (!entries.length) {
       this.charts.textContent = 'No charts for these runs.';
     }
-    for (const [name, figure] of entries) {
+    let pending = afterFirst;
+    for (const [index, [name, figure]] of entries.entries()) {
+      if (index > 0) {
+        // One chart per task: each is painted as soon as it is drawn, and the page stays
+        // responsive while the rest are drawn (all of them in one go took seconds, measured).
+        if (!(await this.stillCurrent(generation))) {
+          return;
+        }
+        if (pending) {
+          pending(result); // e.g. the table: right after the first chart is painted
+          pending = undefined;
+          if (!(await this.stillCurrent(generation))) {
+            return;
+          }
+        }
+      }
       const box = document.createElement('div');
       box.className = 'wb-CompareView-chart';
       box.dataset.figure = name;
@@ -246,6 +238,13 @@ export class CompareView extends Widget {
         displaylogo: false
       });
     }
+    pending?.(result);
+  }
+
+  /** After the next paint: false when a newer renderCharts call took over meanwhile. */
+  private async stillCurrent(generation: number): Promise<boolean> {
+    await nextTask();
+    return generation === this.chartsGeneration;
   }
 
   protected onResize(): void {
