@@ -9,6 +9,7 @@ import { MainAreaWidget } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 
 import { errorText, requestAPI } from './api';
+import { formatValue } from './format';
 import { workbenchIcon } from './icons';
 
 interface ICompareResponse {
@@ -54,16 +55,6 @@ function nextTask(): Promise<void> {
       setTimeout(resolve, 0);
     });
   });
-}
-
-function formatValue(value: any): string {
-  if (value === null || value === undefined) {
-    return '—';
-  }
-  if (typeof value === 'number') {
-    return Number.isInteger(value) ? String(value) : value.toPrecision(4);
-  }
-  return typeof value === 'string' ? value : JSON.stringify(value);
 }
 
 export class CompareView extends Widget {
@@ -158,7 +149,7 @@ export class CompareView extends Widget {
     const body = table.createTBody();
     for (const [kind, name, values] of rows) {
       const tr = body.insertRow();
-      const texts = values.map(formatValue);
+      const texts = values.map(value => formatValue(value, '—'));
       if (new Set(texts).size > 1) {
         tr.classList.add('wb-mod-differs');
       }

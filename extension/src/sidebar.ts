@@ -19,6 +19,7 @@ import {
   requestAPI
 } from './api';
 import { preloadPlotly } from './compare';
+import { formatValue } from './format';
 import { workbenchIcon } from './icons';
 
 /** How often the runs table polls while the panel is visible. */
@@ -47,16 +48,6 @@ function el<K extends keyof HTMLElementTagNameMap>(
     node.textContent = text;
   }
   return node;
-}
-
-function fmt(value: any): string {
-  if (value === null || value === undefined) {
-    return '';
-  }
-  if (typeof value === 'number') {
-    return Number.isInteger(value) ? String(value) : value.toPrecision(4);
-  }
-  return typeof value === 'string' ? value : JSON.stringify(value);
 }
 
 function button(label: string, title: string, onClick: (event: MouseEvent) => void): HTMLButtonElement {
@@ -248,7 +239,7 @@ export class WorkbenchSidebar extends Widget {
         stats.max,
         stats.mean
       ]) {
-        row.insertCell().textContent = fmt(value);
+        row.insertCell().textContent = formatValue(value);
       }
     }
     detail.appendChild(table);
@@ -359,7 +350,7 @@ export class WorkbenchSidebar extends Widget {
       tr.insertCell().textContent = run.experiment;
       for (const key of [...params, ...metrics]) {
         const cell = tr.insertCell();
-        cell.textContent = fmt(run[key]);
+        cell.textContent = formatValue(run[key]);
         cell.className = 'wb-Num';
       }
       const actions = tr.insertCell();
@@ -480,7 +471,7 @@ export class WorkbenchSidebar extends Widget {
     for (const server of servers) {
       const parts = ['model', 'alias', 'version', 'url', 'port', 'pid', 'status']
         .filter(key => server[key] !== undefined && server[key] !== null)
-        .map(key => `${key}: ${fmt(server[key])}`);
+        .map(key => `${key}: ${formatValue(server[key])}`);
       serving.appendChild(el('div', 'wb-Server', parts.join(' · ') || JSON.stringify(server)));
     }
     body.appendChild(serving);
@@ -513,7 +504,7 @@ export class WorkbenchSidebar extends Widget {
       row.insertCell().textContent = version.run_id ?? '';
       row.insertCell().textContent = Object.entries(version.metrics ?? {})
         .slice(0, 3)
-        .map(([k, v]) => `${k}=${fmt(v)}`)
+        .map(([k, v]) => `${k}=${formatValue(v)}`)
         .join(' ');
       const actions = row.insertCell();
       if (version.run_id && !(aliasesByVersion[version.version] ?? []).includes('production')) {
