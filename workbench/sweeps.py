@@ -25,10 +25,11 @@ from typing import Any
 import pandas as pd
 
 from workbench.catalog import transaction
-from workbench.errors import ValidationError
+from workbench.errors import ValidationError, WorkbenchError
 from workbench.identity import current_user
 from workbench.names import validate_name
 from workbench.runs.ids import new_run_id
+from workbench.runs.ingest import settle
 from workbench.runs.launch import _check_tags, fast_options
 from workbench.runs.params import _coerce_text, read_notebook
 from workbench.runs.runner import execute_queued, init_worker_process, prepare, queue
@@ -212,7 +213,12 @@ def _report(on_progress: Callable[[dict[str, int]], None] | None, statuses: dict
 
 def _run_locally(ws: Workspace, run_ids: list[str], parallel: int,
                  on_progress: Callable[[dict[str, int]], None] | None) -> dict[str, str]:  # fmt: skip
-    """A pool of `parallel` worker processes; each executes queued runs one after another."""
+    """A pool of `parallel` worker processes; each executes queued runs one after another.
+
+    Workers do not index their runs in the catalog: this coordinator, idle otherwise, does it as
+    runs complete, so a worker goes straight on to its next run (and workers never wait for each
+    other's catalog writes).
+    """
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
@@ -220,15 +226,24 @@ def _run_locally(ws: Workspace, run_ids: list[str], parallel: int,
     workers = min(parallel, len(run_ids))
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=init_worker_process) as pool:
-        futures = {pool.submit(execute_queued, str(ws.root), run_id, parallel): run_id for run_id in run_ids}
+        futures = {pool.submit(execute_queued, str(ws.root), run_id, parallel, False): run_id for run_id in run_ids}
         pending = set(futures)
         _report(on_progress, statuses, len(run_ids), min(workers, len(pending)))
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 statuses[futures[future]] = _status_of(future)
+            _index_quietly(ws, [futures[future] for future in done])
             _report(on_progress, statuses, len(run_ids), min(workers, len(pending)))
     return statuses
+
+
+def _index_quietly(ws: Workspace, run_ids: list[str]) -> None:
+    """Index finished runs now so UIs see them; if the catalog stays busy, the next reader does."""
+    try:
+        settle(ws, run_ids)
+    except WorkbenchError:
+        pass
 
 
 def _status_of(future: Any) -> str:

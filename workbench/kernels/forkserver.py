@@ -15,6 +15,7 @@ after `IDLE_SECONDS` without requests or when its socket file disappears.
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import json
 import logging
@@ -97,6 +98,7 @@ def _child(request: dict[str, Any]) -> None:
         app = IPKernelApp.instance()
         app.initialize(list(request["argv"]))
         app.start()
+        _stop_control_thread(app)
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 0
@@ -113,6 +115,22 @@ def _child(request: dict[str, Any]) -> None:
             sys.stdout.flush()
             sys.stderr.flush()
         os._exit(code)
+
+
+def _stop_control_thread(app: Any) -> None:
+    """Let the control thread finish its last message before ipykernel's exit-time `close()`.
+
+    `close()` stops the IOPub thread first and then joins the control thread. The control thread
+    may still be finishing the shutdown request, whose last step flushes stdout *through* the IOPub
+    thread and waits for it: with IOPub gone that wait only ends when the kernel manager loses
+    patience and sends SIGTERM, about 3 s later (measured: 1 run in 8 of a sweep). Stopping and
+    joining the control thread while IOPub still runs lets that flush complete.
+    """
+    control = getattr(app, "control_thread", None)
+    if control is not None and control.is_alive():
+        with contextlib.suppress(Exception):
+            control.stop()
+            control.join(timeout=2.0)
 
 
 def _fresh_random_state() -> None:
@@ -188,6 +206,11 @@ def _handle(conn: socket.socket, listener: socket.socket, loaded: list[str], ski
 def serve(path: str, modules: list[str]) -> None:
     logging.basicConfig(level=logging.WARNING)
     loaded, skipped = preload(modules)
+    # Python's advice for fork servers: freeze what is preloaded, so the kernels' garbage
+    # collections skip it (IPython runs a full gc.collect() when a kernel exits: ~0.2 s per run
+    # with pandas and scikit-learn preloaded, measured) and its pages stay shared.
+    gc.collect()
+    gc.freeze()
     if threading.active_count() > 1:
         log.warning("preloading started threads (%s); forking is unsafe, exiting", threading.enumerate())
         return
