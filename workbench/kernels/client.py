@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from workbench.kernels.protocol import read_message, send_message
+
 START_TIMEOUT = 60.0
 
 
@@ -43,18 +45,12 @@ def request(path: Path, payload: dict[str, Any], timeout: float = 30.0) -> dict[
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
             conn.settimeout(timeout)
             conn.connect(str(path))
-            conn.sendall(json.dumps(payload).encode() + b"\n")
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = conn.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
+            send_message(conn, payload)
+            reply = read_message(conn)
     except OSError as exc:
         raise ForkServerUnavailable(f"fork server at {path} unreachable: {exc}") from exc
-    if not data:
+    if reply is None:
         raise ForkServerUnavailable(f"fork server at {path} closed the connection")
-    reply = json.loads(data)
     if "error" in reply:
         raise ForkServerUnavailable(reply["error"])
     return reply

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import importlib
-import json
 import logging
 import os
 import signal
@@ -26,6 +25,8 @@ import sys
 import threading
 import time
 from typing import Any
+
+from workbench.kernels.protocol import read_message, send_message
 
 IDLE_SECONDS = 600.0
 #: What starting a kernel imports (measured: the debugger alone costs ~0.2 s per kernel otherwise).
@@ -175,13 +176,9 @@ def _exit_with_parent(parent_pid: int | None) -> None:
 
 
 def _handle(conn: socket.socket, listener: socket.socket, loaded: list[str], skipped: list[str]) -> None:
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = conn.recv(65536)
-        if not chunk:
-            return
-        data += chunk
-    request = json.loads(data)
+    request = read_message(conn)
+    if request is None:
+        return
     op = request.get("op")
     if op == "ping":
         reply: dict[str, Any] = {"pid": os.getpid(), "loaded": loaded, "skipped": skipped}
@@ -200,7 +197,7 @@ def _handle(conn: socket.socket, listener: socket.socket, loaded: list[str], ski
             reply = {"pid": pid}
     else:
         reply = {"error": f"unknown op {op!r}"}
-    conn.sendall(json.dumps(reply).encode() + b"\n")
+    send_message(conn, reply)
 
 
 def serve(path: str, modules: list[str]) -> None:
