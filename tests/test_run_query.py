@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 
 from workbench.catalog import connect, transaction
 from workbench.errors import ValidationError
+from workbench.runs.filters import BoolOp, Compare, Field, Not, parse_filter, parse_order
 from workbench.runs.ingest import ingest_runs
 from workbench.runs.lifecycle import create_run
-from workbench.runs.query import BoolOp, Compare, Field, Not, build_select, parse_filter, parse_order, runs
+from workbench.runs.query import build_select, runs
 
 # ------------------------------------------------------------------------------------------
 # Parsing

@@ -68,7 +68,8 @@ def _ordered_columns(columns: Sequence[str]) -> list[str]:
 
 def _query_ids(run_ids: list[str], ws: Workspace | None) -> dict[str, dict[str, Any]]:
     """Rows for run ids from one catalog query per batch (opening the catalog per run is slow)."""
-    from workbench.runs.query import MAX_PREDICATES, runs
+    from workbench.runs.filters import MAX_PREDICATES
+    from workbench.runs.query import runs
 
     found: dict[str, dict[str, Any]] = {}
     for start in range(0, len(run_ids), MAX_PREDICATES):
