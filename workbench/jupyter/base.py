@@ -1,0 +1,231 @@
+"""What every REST handler of the JupyterLab extension shares: JSON, the workspace, errors.
+
+Every handler authenticates (`@tornado.web.authenticated`: no token, 403), parses its input,
+calls one library function in a worker thread (DuckDB and file I/O block, and the Jupyter
+server must keep serving kernels and other tabs meanwhile) and returns JSON. Errors a user can
+act on (`WorkbenchError`) become `400 {"error", "hint"}` (`NotFoundError`: 404); anything else
+is a bug and keeps jupyter_server's usual 500 with a traceback in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import inspect
+import json
+import math
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from jupyter_server.base.handlers import APIHandler
+
+from workbench.errors import NotFoundError, ValidationError, WorkbenchError
+from workbench.workspace import DEFAULT_DIRNAME, ENV_HOME, Workspace, init_workspace
+
+API_PREFIX = "workbench/api"
+#: Most rows the runs table asks for when the client gives no limit: keeps polling cheap.
+DEFAULT_RUNS_LIMIT = 500
+
+
+class ModelRegistryMissing(Exception):
+    """An optional module (model registry, serving, compare) is not importable in this install."""
+
+
+# --------------------------------------------------------------------------------------------
+# JSON
+
+
+def to_jsonable(value: Any) -> Any:
+    """Plain JSON types from library results: NaN/NaT -> null, datetimes -> ISO text, numpy -> Python.
+
+    Strict JSON (no `NaN` tokens) matters because browsers' `JSON.parse` rejects them.
+    """
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [to_jsonable(v) for v in value]
+    if hasattr(value, "to_dict") and callable(value.to_dict) and not _is_pandas(value):
+        return to_jsonable(value.to_dict())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_jsonable(dataclasses.asdict(value))
+    try:
+        import pandas as pd
+
+        if isinstance(value, pd.DataFrame):
+            return frame_records(value)
+        if value is pd.NaT:
+            return None
+    except ImportError:  # pragma: no cover - pandas is a hard dependency
+        pass
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        try:
+            return to_jsonable(value.item())
+        except (TypeError, ValueError):
+            pass
+    if hasattr(value, "tolist"):  # numpy arrays
+        return to_jsonable(value.tolist())
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)
+
+
+def _is_pandas(value: Any) -> bool:
+    return type(value).__module__.startswith("pandas")
+
+
+def frame_records(frame: Any) -> list[dict[str, Any]]:
+    """A DataFrame as a list of row dicts with JSON-safe values (missing -> null)."""
+    import pandas as pd
+
+    records = frame.astype(object).to_dict(orient="records")
+    out = []
+    for row in records:
+        clean = {}
+        for key, cell in row.items():
+            if not isinstance(cell, (list, dict, tuple)) and pd.isna(cell):
+                clean[str(key)] = None
+            else:
+                clean[str(key)] = to_jsonable(cell)
+        out.append(clean)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Workspace
+
+
+class WorkspaceHolder:
+    """Resolves the server's workspace once, creating it on first use.
+
+    `$WORKBENCH_HOME` wins (as everywhere in Workbench); otherwise the workspace is
+    `<server root>/.workbench`, which is also what a kernel started in that tree finds by
+    walking up from its notebook's folder.
+    """
+
+    def __init__(self, root_dir: Path) -> None:
+        self.root_dir = root_dir
+        self._ws: Workspace | None = None
+        self._lock = threading.Lock()
+
+    def home(self) -> Path:
+        env = os.environ.get(ENV_HOME)
+        return Path(env).expanduser().absolute() if env else self.root_dir / DEFAULT_DIRNAME
+
+    def get(self) -> Workspace:
+        home = self.home()
+        with self._lock:
+            if self._ws is None or self._ws.root != home or not self._ws.config_path.is_file():
+                self._ws = init_workspace(home)
+            return self._ws
+
+
+# --------------------------------------------------------------------------------------------
+# Base handler
+
+
+def call_with_ws(fn: Callable[..., Any], *args: Any, ws: Workspace, **kwargs: Any) -> Any:
+    """Call `fn`, passing the server's workspace if `fn` takes a `ws` argument.
+
+    The model registry and serving modules may not take `ws`; for those, the process default
+    (`use_workspace`, set when the handler starts) is the same workspace.
+    """
+    try:
+        takes_ws = "ws" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        takes_ws = False
+    if takes_ws:
+        kwargs["ws"] = ws
+    return fn(*args, **kwargs)
+
+
+class WorkbenchHandler(APIHandler):
+    """Common plumbing: workspace, threaded library calls, JSON replies, error mapping."""
+
+    holder: WorkspaceHolder
+
+    def initialize(self, holder: WorkspaceHolder) -> None:
+        self.holder = holder
+
+    @property
+    def server_root(self) -> Path:
+        return self.holder.root_dir
+
+    async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run a blocking library call with the workspace in a worker thread."""
+
+        def work() -> Any:
+            ws = self.holder.get()
+            from workbench.workspace import use_workspace
+
+            use_workspace(ws)
+            return call_with_ws(fn, *args, ws=ws, **kwargs)
+
+        return await asyncio.to_thread(work)
+
+    def reply(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(to_jsonable(data), allow_nan=False))
+
+    def fail(self, status: int, message: str, hint: str | None = None) -> None:
+        self.reply({"error": message, "hint": hint}, status)
+
+    async def guard(self, coro: Any) -> None:
+        """Await a handler body, turning user-facing errors into JSON 4xx replies."""
+        try:
+            await coro
+        except NotFoundError as exc:
+            self.fail(404, exc.message, exc.hint)
+        except WorkbenchError as exc:
+            self.fail(400, exc.message, exc.hint)
+        except ModelRegistryMissing as exc:
+            self.fail(501, str(exc), "This Workbench installation lacks that feature.")
+
+    def json_body(self) -> dict[str, Any]:
+        """The request body as a JSON object, or a 400-worthy ValidationError."""
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError as exc:
+            raise ValidationError(f"The request body is not valid JSON: {exc}.") from exc
+        if not isinstance(body, dict):
+            raise ValidationError("The request body must be a JSON object.")
+        return body
+
+    def resolve_notebook(self, path: Any) -> Path:
+        """A notebook path relative to the server root, refused if it is absolute or escapes it."""
+        if not isinstance(path, str) or not path.strip():
+            raise ValidationError("A notebook path is required.", "Pass the path relative to the Jupyter root.")
+        relative = Path(path.strip())
+        if relative.is_absolute():
+            raise ValidationError(f"Notebook path {path!r} must be relative to the Jupyter root.")
+        root = self.server_root.resolve()
+        target = (root / relative).resolve()
+        if target != root and root not in target.parents:
+            raise ValidationError(f"Notebook path {path!r} is outside the Jupyter root.", "Pick a notebook in it.")
+        if target.suffix != ".ipynb":
+            raise ValidationError(f"{relative.name} is not a notebook (.ipynb).")
+        if not target.is_file():
+            raise NotFoundError(f"Notebook not found: {path}.", "Check the path relative to the Jupyter root.")
+        return target
+
+
+def optional_import(module: str, name: str) -> Callable[..., Any]:
+    """A function from a module that may not exist in this install (model registry, serving)."""
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise ModelRegistryMissing(f"{module}.{name} is not available: {exc}.") from exc
