@@ -262,11 +262,20 @@ def run(repeats: int = 3, runs: int = 1000, compare_runs: tuple[int, ...] = (50,
         results += [
             Comparison(f"Compare view, {compared:,} of {runs:,} runs (click -> first plotly chart, s)", subject, target,
                        metric="compare_s", target=1.0,
-                       note=f"first Compare in the page (plotly chunk is prefetched once runs are ticked); {how}"),
+                       note=f"first Compare in the page (plotly chunk is prefetched once runs are ticked); {how}. "
+                            f"{BEFORE.get(compared, '')}"),
             Comparison(f"Compare view, {compared:,} of {runs:,} runs (click -> all {figures} charts + table, s)",
                        subject, target, metric="compare_all_s", target=None, note="for information; same trials"),
         ]  # fmt: skip
     return results
+
+
+#: Figures before the fixes of 2026-11-27 (profiled with Chromium traces): all charts were drawn in one
+#: task, so the first one was painted only after the last; comparing more than 256 runs failed.
+BEFORE = {
+    50: "Before: 3.1 s quiet machine, 7.3 s under load (all 7 charts drawn in one task before any paint)",
+    1000: "Before: the view failed (run details were requested 300 ids at a time; the filter takes 256)",
+}
 
 
 def _target(subject: Series) -> Series:
