@@ -30,8 +30,8 @@ from workbench.identity import current_user
 from workbench.names import validate_name
 from workbench.runs.ids import new_run_id
 from workbench.runs.ingest import settle
-from workbench.runs.launch import _check_tags, fast_options
-from workbench.runs.params import _coerce_text, read_notebook
+from workbench.runs.launch import check_tags, fast_options
+from workbench.runs.params import coerce_text, read_notebook
 from workbench.runs.runner import execute_queued, init_worker_process, prepare, queue
 from workbench.runs.store import get_run
 from workbench.workspace import Workspace, current_workspace
@@ -106,7 +106,7 @@ def parse_grid_option(text: str, declared: dict[str, dict[str, Any]], allow_new:
         if low >= high or (match.group(1) == "loguniform" and low <= 0):
             raise ValidationError(f"Invalid range in --grid {text!r}.", "Need low < high (and low > 0 for loguniform).")
         return name, Distribution(match.group(1), low, high)
-    return name, [_coerce_text(name, v.strip(), type_name) for v in values.split(",")]
+    return name, [coerce_text(name, v.strip(), type_name) for v in values.split(",")]
 
 
 def expand(space: Space, random: int | None = None, seed: int = 0) -> list[dict[str, Any]]:
@@ -177,7 +177,7 @@ def sweep(
     combos = expand(space, random, seed)
     experiment = validate_name(experiment or f"sweep-{os.path.splitext(os.path.basename(notebook))[0]}",
                                "experiment name")  # fmt: skip
-    clean_tags = _check_tags(tags)
+    clean_tags = check_tags(tags)
     options = fast_options(ws, fast)
     # Validate every parameter set before anything is recorded.
     prepared = [

@@ -24,7 +24,7 @@ import workbench as wb
 from workbench.catalog import connect
 from workbench.errors import InvalidNameError, ValidationError, WorkbenchError
 from workbench.names import NAME_PATTERN, parse_ref
-from workbench.runs.params import _coerce_text, validate_params
+from workbench.runs.params import coerce_text, validate_params
 
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 FILTER_WORDS = ["and ", "or ", "not ", "like ", "in ", "is ", "null", "params.", "metrics.", "tags.", "status"]
@@ -90,7 +90,7 @@ TYPES = ["int", "float", "str", "bool", "list", "dict", "any"]
 @given(st.sampled_from(TYPES), st.text(max_size=60))
 def test_random_parameter_text_coerces_or_raises_validation_error(type_name, raw):
     try:
-        _coerce_text("p", raw, type_name)
+        coerce_text("p", raw, type_name)
     except ValidationError:
         pass
 
@@ -114,7 +114,7 @@ def test_random_parameter_values_validate_or_raise_validation_error(name, value,
                                  "1e99999", "9" * 5000, "\x00", "!!binary AAAA"])  # fmt: skip
 def test_nasty_yaml_parameter_text(raw):
     try:
-        value = _coerce_text("p", raw, "any")
+        value = coerce_text("p", raw, "any")
     except ValidationError:
         return
     assert not callable(value)

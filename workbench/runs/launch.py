@@ -31,7 +31,8 @@ class ReproducibilityWarning(UserWarning):
     """A rerun does not run on exactly what the original ran on (notebook, code, packages)."""
 
 
-def _check_tags(tags: dict[str, Any] | None) -> dict[str, str]:
+def check_tags(tags: dict[str, Any] | None) -> dict[str, str]:
+    """Tags as text, with names validated before anything is recorded (runs and sweeps)."""
     clean = {}
     for key, value in (tags or {}).items():
         validate_name(str(key), "tag name")
@@ -64,7 +65,7 @@ def run(
         validate_name(experiment, "experiment name")
     prepared = prepare(notebook, params, allow_new_params=allow_new_params, from_text=params_from_text,
                        kernel_name=kernel, **fast_options(ws, fast))  # fmt: skip
-    record = queue(ws, prepared, experiment=experiment, tags=_check_tags(tags))
+    record = queue(ws, prepared, experiment=experiment, tags=check_tags(tags))
     if background:
         start_background(ws, record.run_id)
     else:

@@ -42,7 +42,8 @@ def read_notebook(path: str | os.PathLike[str]) -> nbformat.NotebookNode:
     return nb
 
 
-def _parameters_cell(nb: nbformat.NotebookNode) -> nbformat.NotebookNode | None:
+def parameters_cell(nb: nbformat.NotebookNode) -> nbformat.NotebookNode | None:
+    """The cell tagged `parameters` (papermill's convention), or None."""
     for cell in nb.cells:
         if cell.cell_type == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
             return cell
@@ -61,7 +62,7 @@ def _as_notebook(notebook: NotebookSource) -> tuple[nbformat.NotebookNode, str]:
 def notebook_parameters(notebook: NotebookSource) -> dict[str, dict[str, Any]]:
     """name -> {"default": value, "type": "int"|"float"|..., "help": comment} from the parameters cell."""
     nb, label = _as_notebook(notebook)
-    cell = _parameters_cell(nb)
+    cell = parameters_cell(nb)
     if cell is None:
         return {}
     try:
@@ -90,7 +91,8 @@ def notebook_parameters(notebook: NotebookSource) -> dict[str, dict[str, Any]]:
     return found
 
 
-def _coerce_text(name: str, raw: str, type_name: str) -> Any:
+def coerce_text(name: str, raw: str, type_name: str) -> Any:
+    """A parameter value typed as text (CLI, sweep grids, widgets) converted to the parameter's type."""
     import yaml
 
     try:
@@ -163,11 +165,11 @@ def validate_params(
                     f"Unknown parameter {name!r} for {label} (known: {known}).",
                     "Fix the name, or pass --allow-new-params to inject it anyway.",
                 )
-            result[name] = _coerce_text(name, value, "any") if from_text and isinstance(value, str) else value
+            result[name] = coerce_text(name, value, "any") if from_text and isinstance(value, str) else value
             continue
         type_name = spec["type"]
         if from_text and isinstance(value, str):
-            result[name] = _coerce_text(name, value, type_name)
+            result[name] = coerce_text(name, value, type_name)
         else:
             result[name] = _check_value(name, value, type_name)
     return result

@@ -22,7 +22,7 @@ import pandas as pd
 
 from workbench.errors import ValidationError, WorkbenchError
 from workbench.runs.ingest import FINAL_STATUSES
-from workbench.runs.params import _coerce_text, _parameters_cell, notebook_parameters, read_notebook
+from workbench.runs.params import coerce_text, notebook_parameters, parameters_cell, read_notebook
 from workbench.widgets.table import error_html, format_value, status_html
 from workbench.workspace import Workspace
 
@@ -38,7 +38,7 @@ def literal_parameters(notebook: str | os.PathLike[str]) -> set[str]:
     `notebook_parameters` as the text "np.arange(3)", and passing that text would replace the
     array with a string. Such fields are only passed when the user edits them.
     """
-    cell = _parameters_cell(read_notebook(notebook))
+    cell = parameters_cell(read_notebook(notebook))
     if cell is None:
         return set()
     names = set()
@@ -146,7 +146,7 @@ class RunLauncher(widgets.VBox):
     def _value(self, name: str) -> Any:
         widget, spec = self.inputs[name], self.parameters[name]
         if spec["type"] in YAML_TYPES:
-            return _coerce_text(name, widget.value, spec["type"])
+            return coerce_text(name, widget.value, spec["type"])
         return widget.value
 
     def params(self) -> dict[str, Any]:
