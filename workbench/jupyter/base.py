@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import functools
 import inspect
 import json
 import math
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -219,6 +220,16 @@ class WorkbenchHandler(APIHandler):
         if not target.is_file():
             raise NotFoundError(f"Notebook not found: {path}.", "Check the path relative to the Jupyter root.")
         return target
+
+
+def guarded(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """Decorate a handler method so a user's mistake (`WorkbenchError`) becomes a JSON 4xx reply."""
+
+    @functools.wraps(method)
+    async def wrapper(self: WorkbenchHandler, *args: Any, **kwargs: Any) -> None:
+        await self.guard(method(self, *args, **kwargs))
+
+    return wrapper
 
 
 def optional_import(module: str, name: str) -> Callable[..., Any]:

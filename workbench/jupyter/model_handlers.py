@@ -8,6 +8,7 @@ from workbench.errors import ValidationError
 from workbench.jupyter.base import (
     ModelRegistryMissing,
     WorkbenchHandler,
+    guarded,
     optional_import,
     to_jsonable,
 )
@@ -21,75 +22,65 @@ class ModelsHandler(WorkbenchHandler):
     """GET models: every registered model with its latest version and aliases."""
 
     @tornado.web.authenticated
+    @guarded
     async def get(self) -> None:
-        async def body() -> None:
-            list_models = optional_import("workbench.models.registry", "list_models")
-            self.reply(await self.call(list_models))
-
-        await self.guard(body())
+        list_models = optional_import("workbench.models.registry", "list_models")
+        self.reply(await self.call(list_models))
 
 
 class ModelHandler(WorkbenchHandler):
     """GET models/<name>: the versions and aliases of one model."""
 
     @tornado.web.authenticated
+    @guarded
     async def get(self, name: str) -> None:
-        async def body() -> None:
-            get_model = optional_import("workbench.models.registry", "get_model")
-            self.reply(await self.call(get_model, name))
-
-        await self.guard(body())
+        get_model = optional_import("workbench.models.registry", "get_model")
+        self.reply(await self.call(get_model, name))
 
 
 class PromoteHandler(WorkbenchHandler):
     """POST models/promote {run_id, model, alias, reason}: register a run's model and move an alias."""
 
     @tornado.web.authenticated
+    @guarded
     async def post(self) -> None:
-        async def body() -> None:
-            promote = optional_import("workbench.models.registry", "promote")
-            data = self.json_body()
-            run_id = check_run_id(data.get("run_id"))
-            alias = data.get("alias") or "production"
-            result = await self.call(
-                promote, run_id, model=data.get("model") or None, alias=alias, reason=data.get("reason") or None
-            )
-            self.reply({**to_jsonable(result), "alias": alias})
-
-        await self.guard(body())
+        promote = optional_import("workbench.models.registry", "promote")
+        data = self.json_body()
+        run_id = check_run_id(data.get("run_id"))
+        alias = data.get("alias") or "production"
+        result = await self.call(
+            promote, run_id, model=data.get("model") or None, alias=alias, reason=data.get("reason") or None
+        )
+        self.reply({**to_jsonable(result), "alias": alias})
 
 
 class RollbackHandler(WorkbenchHandler):
     """POST models/<name>/rollback {alias, to, reason}: point an alias back at an earlier version."""
 
     @tornado.web.authenticated
+    @guarded
     async def post(self, name: str) -> None:
-        async def body() -> None:
-            rollback = optional_import("workbench.models.registry", "rollback")
-            data = self.json_body()
-            alias = data.get("alias") or "production"
-            to = data.get("to")
-            if to is not None and (isinstance(to, bool) or not isinstance(to, int)):
-                raise ValidationError(f"to must be a version number, not {to!r}.")
-            result = await self.call(rollback, name, alias=alias, to=to, reason=data.get("reason") or None)
-            self.reply({**to_jsonable(result), "alias": alias})
-
-        await self.guard(body())
+        rollback = optional_import("workbench.models.registry", "rollback")
+        data = self.json_body()
+        alias = data.get("alias") or "production"
+        to = data.get("to")
+        if to is not None and (isinstance(to, bool) or not isinstance(to, int)):
+            raise ValidationError(f"to must be a version number, not {to!r}.")
+        result = await self.call(rollback, name, alias=alias, to=to, reason=data.get("reason") or None)
+        self.reply({**to_jsonable(result), "alias": alias})
 
 
 class ServingHandler(WorkbenchHandler):
     """GET serving: model servers running on this machine ([] when serving is not installed)."""
 
     @tornado.web.authenticated
+    @guarded
     async def get(self) -> None:
-        async def body() -> None:
-            for module in ("workbench.serving.status", "workbench.serving.server"):
-                try:
-                    running_servers = optional_import(module, "running_servers")
-                except ModelRegistryMissing:
-                    continue
-                self.reply(await self.call(running_servers))
-                return
-            self.reply([])
-
-        await self.guard(body())
+        for module in ("workbench.serving.status", "workbench.serving.server"):
+            try:
+                running_servers = optional_import(module, "running_servers")
+            except ModelRegistryMissing:
+                continue
+            self.reply(await self.call(running_servers))
+            return
+        self.reply([])

@@ -16,6 +16,7 @@ from workbench.jupyter.base import (
     WorkbenchHandler,
     call_with_ws,
     frame_records,
+    guarded,
     optional_import,
 )
 from workbench.runs.ids import check_run_id
@@ -29,108 +30,96 @@ class RunsHandler(WorkbenchHandler):
     """GET runs (filtered table) and POST runs (start a notebook in the background)."""
 
     @tornado.web.authenticated
+    @guarded
     async def get(self) -> None:
-        async def body() -> None:
-            from workbench.runs.query import runs
+        from workbench.runs.query import runs
 
-            experiments = [e for arg in self.get_query_arguments("experiment") for e in arg.split(",") if e]
-            order = [o for o in self.get_query_arguments("order_by") if o.strip()]
-            limit_text = self.get_query_argument("limit", None)
-            try:
-                limit = int(limit_text) if limit_text not in (None, "") else DEFAULT_RUNS_LIMIT
-            except ValueError as exc:
-                raise ValidationError(f"limit must be an integer, not {limit_text!r}.") from exc
-            frame = await self.call(
-                runs,
-                experiment=(experiments[0] if len(experiments) == 1 else experiments) if experiments else None,
-                filter=self.get_query_argument("filter", None) or None,
-                order_by=(order[0] if len(order) == 1 else order) if order else None,
-                limit=limit,
-                status=self.get_query_argument("status", None) or None,
-            )
-            self.reply(frame_records(frame))
-
-        await self.guard(body())
+        experiments = [e for arg in self.get_query_arguments("experiment") for e in arg.split(",") if e]
+        order = [o for o in self.get_query_arguments("order_by") if o.strip()]
+        limit_text = self.get_query_argument("limit", None)
+        try:
+            limit = int(limit_text) if limit_text not in (None, "") else DEFAULT_RUNS_LIMIT
+        except ValueError as exc:
+            raise ValidationError(f"limit must be an integer, not {limit_text!r}.") from exc
+        frame = await self.call(
+            runs,
+            experiment=(experiments[0] if len(experiments) == 1 else experiments) if experiments else None,
+            filter=self.get_query_argument("filter", None) or None,
+            order_by=(order[0] if len(order) == 1 else order) if order else None,
+            limit=limit,
+            status=self.get_query_argument("status", None) or None,
+        )
+        self.reply(frame_records(frame))
 
     @tornado.web.authenticated
+    @guarded
     async def post(self) -> None:
-        async def body() -> None:
-            from workbench.runs.launch import run
+        from workbench.runs.launch import run
 
-            data = self.json_body()
-            notebook = self.resolve_notebook(data.get("notebook"))
-            params = data.get("params") or {}
-            if not isinstance(params, dict):
-                raise ValidationError("params must be a JSON object of name: value.")
-            experiment = data.get("experiment") or None
-            record = await self.call(
-                run, str(notebook), params, experiment=experiment, background=True, params_from_text=True
-            )
-            self.reply(record.to_dict(), 201)
-
-        await self.guard(body())
+        data = self.json_body()
+        notebook = self.resolve_notebook(data.get("notebook"))
+        params = data.get("params") or {}
+        if not isinstance(params, dict):
+            raise ValidationError("params must be a JSON object of name: value.")
+        experiment = data.get("experiment") or None
+        record = await self.call(
+            run, str(notebook), params, experiment=experiment, background=True, params_from_text=True
+        )
+        self.reply(record.to_dict(), 201)
 
 
 class RunHandler(WorkbenchHandler):
     """GET runs/<id>: everything one run recorded."""
 
     @tornado.web.authenticated
+    @guarded
     async def get(self, run_id: str) -> None:
-        async def body() -> None:
-            from workbench.runs.store import get_run
+        from workbench.runs.store import get_run
 
-            record = await self.call(get_run, check_run_id(run_id))
-            self.reply(record.to_dict())
-
-        await self.guard(body())
+        record = await self.call(get_run, check_run_id(run_id))
+        self.reply(record.to_dict())
 
 
 class RunNotebookHandler(WorkbenchHandler):
     """GET runs/<id>/notebook: the executed notebook (nbformat JSON) for the read-only viewer."""
 
     @tornado.web.authenticated
+    @guarded
     async def get(self, run_id: str) -> None:
-        async def body() -> None:
-            from workbench.runs.store import executed_notebook_path
+        from workbench.runs.store import executed_notebook_path
 
-            def read(ws: Workspace) -> Any:
-                path = executed_notebook_path(check_run_id(run_id), ws)
-                if not path.is_file():
-                    raise NotFoundError(f"The executed notebook of run {run_id} is missing from the store.",
-                                        "Run 'workbench doctor' to check the workspace.")  # fmt: skip
-                return json.loads(path.read_text(encoding="utf-8"))
+        def read(ws: Workspace) -> Any:
+            path = executed_notebook_path(check_run_id(run_id), ws)
+            if not path.is_file():
+                raise NotFoundError(f"The executed notebook of run {run_id} is missing from the store.",
+                                    "Run 'workbench doctor' to check the workspace.")  # fmt: skip
+            return json.loads(path.read_text(encoding="utf-8"))
 
-            self.reply(await self.call(read))
-
-        await self.guard(body())
+        self.reply(await self.call(read))
 
 
 class RunMetricHandler(WorkbenchHandler):
     """GET runs/<id>/metrics/<key>: every logged point of one metric ([{step, value}])."""
 
     @tornado.web.authenticated
+    @guarded
     async def get(self, run_id: str, key: str) -> None:
-        async def body() -> None:
-            from workbench.runs.store import metric_history
+        from workbench.runs.store import metric_history
 
-            frame = await self.call(metric_history, check_run_id(run_id), key)
-            self.reply(frame_records(frame[["step", "value"]]))
-
-        await self.guard(body())
+        frame = await self.call(metric_history, check_run_id(run_id), key)
+        self.reply(frame_records(frame[["step", "value"]]))
 
 
 class RunCancelHandler(WorkbenchHandler):
     """POST runs/<id>/cancel: ask a queued or running run to stop."""
 
     @tornado.web.authenticated
+    @guarded
     async def post(self, run_id: str) -> None:
-        async def body() -> None:
-            from workbench.runs.launch import cancel_run
+        from workbench.runs.launch import cancel_run
 
-            cancelled = await self.call(cancel_run, check_run_id(run_id))
-            self.reply({"run_id": run_id, "cancelled": bool(cancelled)})
-
-        await self.guard(body())
+        cancelled = await self.call(cancel_run, check_run_id(run_id))
+        self.reply({"run_id": run_id, "cancelled": bool(cancelled)})
 
 
 class SweepsHandler(WorkbenchHandler):
@@ -144,101 +133,95 @@ class SweepsHandler(WorkbenchHandler):
     active: set[threading.Thread] = set()
 
     @tornado.web.authenticated
+    @guarded
     async def post(self) -> None:
-        async def body() -> None:
-            from workbench.runs.params import read_notebook, validate_params
-            from workbench.sweeps import sweep
+        from workbench.runs.params import read_notebook, validate_params
+        from workbench.sweeps import sweep
 
-            data = self.json_body()
-            notebook = self.resolve_notebook(data.get("notebook"))
-            grid = data.get("grid")
-            if not isinstance(grid, dict) or not grid:
-                raise ValidationError("grid must be a non-empty object of name: [values].", 'e.g. {"lr": [0.01, 0.1]}')
+        data = self.json_body()
+        notebook = self.resolve_notebook(data.get("notebook"))
+        grid = data.get("grid")
+        if not isinstance(grid, dict) or not grid:
+            raise ValidationError("grid must be a non-empty object of name: [values].", 'e.g. {"lr": [0.01, 0.1]}')
+        for name, values in grid.items():
+            if not isinstance(values, list) or not values:
+                raise ValidationError(f"grid[{name!r}] must be a non-empty list of values.")
+        params = data.get("params") or {}
+        if not isinstance(params, dict):
+            raise ValidationError("params must be a JSON object of name: value.")
+        parallel = data.get("parallel")
+        if parallel is not None and (isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1):
+            raise ValidationError(f"parallel must be a positive integer, not {parallel!r}.")
+        experiment = data.get("experiment") or None
+
+        def check() -> int:
+            nb = read_notebook(notebook)
+            validate_params(nb, params, from_text=True, label=notebook.name)
             for name, values in grid.items():
-                if not isinstance(values, list) or not values:
-                    raise ValidationError(f"grid[{name!r}] must be a non-empty list of values.")
-            params = data.get("params") or {}
-            if not isinstance(params, dict):
-                raise ValidationError("params must be a JSON object of name: value.")
-            parallel = data.get("parallel")
-            if parallel is not None and (isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1):
-                raise ValidationError(f"parallel must be a positive integer, not {parallel!r}.")
-            experiment = data.get("experiment") or None
+                for value in values:
+                    validate_params(nb, {name: value}, from_text=True, label=notebook.name)
+            return math.prod(len(v) for v in grid.values())
 
-            def check() -> int:
-                nb = read_notebook(notebook)
-                validate_params(nb, params, from_text=True, label=notebook.name)
-                for name, values in grid.items():
-                    for value in values:
-                        validate_params(nb, {name: value}, from_text=True, label=notebook.name)
-                return math.prod(len(v) for v in grid.values())
+        total = await asyncio.to_thread(check)
+        ws = await asyncio.to_thread(self.holder.get)
+        log = self.log
 
-            total = await asyncio.to_thread(check)
-            ws = await asyncio.to_thread(self.holder.get)
-            log = self.log
+        def work() -> None:
+            try:
+                sweep(str(notebook), grid, params=params, parallel=parallel, experiment=experiment,
+                      params_from_text=True, ws=ws)  # fmt: skip
+            except WorkbenchError as exc:
+                log.warning("Workbench sweep of %s failed: %s", notebook, exc)
+            except Exception:  # a bug: keep the traceback in the server log
+                log.exception("Workbench sweep of %s crashed", notebook)
+            finally:
+                SweepsHandler.active.discard(threading.current_thread())
 
-            def work() -> None:
-                try:
-                    sweep(str(notebook), grid, params=params, parallel=parallel, experiment=experiment,
-                          params_from_text=True, ws=ws)  # fmt: skip
-                except WorkbenchError as exc:
-                    log.warning("Workbench sweep of %s failed: %s", notebook, exc)
-                except Exception:  # a bug: keep the traceback in the server log
-                    log.exception("Workbench sweep of %s crashed", notebook)
-                finally:
-                    SweepsHandler.active.discard(threading.current_thread())
-
-            thread = threading.Thread(target=work, name=f"workbench-sweep-{notebook.stem}", daemon=True)
-            SweepsHandler.active.add(thread)
-            thread.start()
-            self.reply({"sweep": "started", "runs": total, "notebook": str(notebook.relative_to(
-                self.server_root.resolve()))}, 202)  # fmt: skip
-
-        await self.guard(body())
+        thread = threading.Thread(target=work, name=f"workbench-sweep-{notebook.stem}", daemon=True)
+        SweepsHandler.active.add(thread)
+        thread.start()
+        self.reply({"sweep": "started", "runs": total, "notebook": str(notebook.relative_to(
+            self.server_root.resolve()))}, 202)  # fmt: skip
 
 
 class ExperimentsHandler(WorkbenchHandler):
     """GET experiments: every experiment with its run counts and last activity."""
 
     @tornado.web.authenticated
+    @guarded
     async def get(self) -> None:
-        async def body() -> None:
-            def query(ws: Workspace) -> list[dict[str, Any]]:
-                from workbench.catalog import connect
-                from workbench.runs.store import refresh
+        def query(ws: Workspace) -> list[dict[str, Any]]:
+            from workbench.catalog import connect
+            from workbench.runs.store import refresh
 
-                refresh(ws)
-                with connect(ws) as con:
-                    cursor = con.execute(
-                        "SELECT coalesce(e.name, r.experiment) AS name, count(r.run_id) AS runs, "
-                        "count(r.run_id) FILTER (WHERE r.status = 'finished') AS finished, "
-                        "count(r.run_id) FILTER (WHERE r.status IN ('queued', 'running')) AS active, "
-                        "count(r.run_id) FILTER (WHERE r.status IN ('failed', 'killed')) AS failed, "
-                        "max(r.created_at) AS last_run_at "
-                        "FROM experiments e FULL OUTER JOIN runs r ON r.experiment = e.name "
-                        "GROUP BY 1 ORDER BY 1"
-                    )
-                    names = [d[0] for d in cursor.description]
-                    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+            refresh(ws)
+            with connect(ws) as con:
+                cursor = con.execute(
+                    "SELECT coalesce(e.name, r.experiment) AS name, count(r.run_id) AS runs, "
+                    "count(r.run_id) FILTER (WHERE r.status = 'finished') AS finished, "
+                    "count(r.run_id) FILTER (WHERE r.status IN ('queued', 'running')) AS active, "
+                    "count(r.run_id) FILTER (WHERE r.status IN ('failed', 'killed')) AS failed, "
+                    "max(r.created_at) AS last_run_at "
+                    "FROM experiments e FULL OUTER JOIN runs r ON r.experiment = e.name "
+                    "GROUP BY 1 ORDER BY 1"
+                )
+                names = [d[0] for d in cursor.description]
+                return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
-            self.reply(await self.call(query))
-
-        await self.guard(body())
+        self.reply(await self.call(query))
 
 
 class NotebookParametersHandler(WorkbenchHandler):
     """GET notebooks/parameters?path=: the parameters cell (name -> default, type, help)."""
 
     @tornado.web.authenticated
+    @guarded
     async def get(self) -> None:
-        async def body() -> None:
-            from workbench.runs.params import notebook_parameters
+        from workbench.runs.params import notebook_parameters
 
-            path = self.resolve_notebook(self.get_query_argument("path", None))
-            parameters = await asyncio.to_thread(notebook_parameters, path)
-            self.reply({"path": str(path.relative_to(self.server_root.resolve())), "parameters": parameters})
-
-        await self.guard(body())
+        path = self.resolve_notebook(self.get_query_argument("path", None))
+        parameters = await asyncio.to_thread(notebook_parameters, path)
+        self.reply({"path": str(path.relative_to(self.server_root.resolve())), "parameters": parameters})
 
 
 # --------------------------------------------------------------------------------------------
@@ -250,31 +233,29 @@ class CompareHandler(WorkbenchHandler):
     plotly figures (JSON): everything the Compare view shows, from one request."""
 
     @tornado.web.authenticated
+    @guarded
     async def get(self) -> None:
-        async def body() -> None:
-            ids = [i.strip() for arg in self.get_query_arguments("run_ids") for i in arg.split(",") if i.strip()]
-            if not ids:
-                raise ValidationError("Pass run_ids=a,b,... to compare.")
-            for run_id in ids:
-                check_run_id(run_id)
-            metric = self.get_query_argument("metric", None) or None
-            compare = optional_import("workbench.compare", "compare")
+        ids = [i.strip() for arg in self.get_query_arguments("run_ids") for i in arg.split(",") if i.strip()]
+        if not ids:
+            raise ValidationError("Pass run_ids=a,b,... to compare.")
+        for run_id in ids:
+            check_run_id(run_id)
+        metric = self.get_query_argument("metric", None) or None
+        compare = optional_import("workbench.compare", "compare")
 
-            def build(ws: Workspace) -> dict[str, Any]:
-                result = call_with_ws(compare, ids, metric, ws=ws)
-                figures = {name: json.loads(fig.to_json()) for name, fig in (result.figures or {}).items()}
-                table = getattr(result, "table", None)
-                frame = getattr(result, "runs", None)
-                about = [c for c in ("run_id", "experiment", "status") if frame is not None and c in frame.columns]
-                return {
-                    "run_ids": ids,
-                    "metric": getattr(result, "metric", metric),
-                    "runs": frame_records(frame[about]) if about else [],
-                    # rows: key (params.x / metrics.y / tags.z), one column per run, differs
-                    "table": frame_records(table.reset_index()) if table is not None else [],
-                    "figures": figures,
-                }
+        def build(ws: Workspace) -> dict[str, Any]:
+            result = call_with_ws(compare, ids, metric, ws=ws)
+            figures = {name: json.loads(fig.to_json()) for name, fig in (result.figures or {}).items()}
+            table = getattr(result, "table", None)
+            frame = getattr(result, "runs", None)
+            about = [c for c in ("run_id", "experiment", "status") if frame is not None and c in frame.columns]
+            return {
+                "run_ids": ids,
+                "metric": getattr(result, "metric", metric),
+                "runs": frame_records(frame[about]) if about else [],
+                # rows: key (params.x / metrics.y / tags.z), one column per run, differs
+                "table": frame_records(table.reset_index()) if table is not None else [],
+                "figures": figures,
+            }
 
-            self.reply(await self.call(build))
-
-        await self.guard(body())
+        self.reply(await self.call(build))
