@@ -91,15 +91,25 @@ def test_hot_swap_under_load_fails_no_request(served):
                 except httpx.HTTPError as exc:
                     failures.append(repr(exc))
 
+    def serving(url: str, version: int) -> None:
+        """Wait until the server answers with `version` (the alias watcher picked the move up)."""
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{url}/metadata").json()["version"] != version:
+            assert time.monotonic() < deadline, f"the server never swapped to version {version}"
+            time.sleep(0.05)
+
     with wb.serve("wine@production") as server:
         clients = [threading.Thread(target=hammer, args=(server.url,)) for _ in range(4)]
         for client in clients:
             client.start()
-        for flip in range(6):
-            time.sleep(0.5)
-            wb.promote(served["second"]) if flip % 2 == 0 else wb.rollback("wine", to=1)
-        wb.promote(served["second"])
-        time.sleep(1.0)
+        for flip in range(7):  # each move is made while the clients hammer, and awaited before the next
+            time.sleep(0.3)
+            if flip % 2 == 0:
+                wb.promote(served["second"])
+            else:
+                wb.rollback("wine", to=1)
+            serving(server.url, 2 if flip % 2 == 0 else 1)
+        time.sleep(0.5)
         stop.set()
         for client in clients:
             client.join()
