@@ -25,11 +25,11 @@ from typing import Any
 import pandas as pd
 
 from workbench.catalog import transaction
-from workbench.errors import ValidationError, WorkbenchError
+from workbench.errors import ValidationError
 from workbench.identity import current_user
 from workbench.names import validate_name
 from workbench.runs.ids import new_run_id
-from workbench.runs.ingest import settle
+from workbench.runs.ingest import settle_quietly
 from workbench.runs.launch import check_tags, fast_options
 from workbench.runs.params import coerce_text, read_notebook
 from workbench.runs.runner import execute_queued, init_worker_process, prepare, queue
@@ -233,17 +233,9 @@ def _run_locally(ws: Workspace, run_ids: list[str], parallel: int,
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 statuses[futures[future]] = _status_of(future)
-            _index_quietly(ws, [futures[future] for future in done])
+            settle_quietly(ws, [futures[future] for future in done])
             _report(on_progress, statuses, len(run_ids), min(workers, len(pending)))
     return statuses
-
-
-def _index_quietly(ws: Workspace, run_ids: list[str]) -> None:
-    """Index finished runs now so UIs see them; if the catalog stays busy, the next reader does."""
-    try:
-        settle(ws, run_ids)
-    except WorkbenchError:
-        pass
 
 
 def _status_of(future: Any) -> str:

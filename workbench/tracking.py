@@ -124,10 +124,7 @@ def end_run(status: str = "finished") -> None:
         _active.heartbeat.stop()
     _active.record.end(status)
     _active.ended = True
-    try:
-        _active.record.sync()
-    except WorkbenchError:
-        pass  # the catalog is busy; the next reader ingests it
+    _active.record.sync_quietly()
 
 
 def _key(key: object, kind: str) -> str:

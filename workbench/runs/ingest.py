@@ -331,6 +331,15 @@ def settle(ws: Workspace, run_ids: list[str]) -> None:
             pass
 
 
+def settle_quietly(ws: Workspace, run_ids: list[str]) -> None:
+    """`settle`, unless the catalog stays busy past the lock timeout: the runs' files are complete
+    and still marked pending, so the next reader indexes them instead."""
+    try:
+        settle(ws, run_ids)
+    except WorkbenchError:
+        pass
+
+
 def ingest_all(ws: Workspace) -> int:
     """Re-index every run folder (rebuilds the run tables from the files alone)."""
     from workbench.runs.ids import RUN_ID

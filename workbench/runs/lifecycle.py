@@ -12,7 +12,7 @@ from workbench.names import validate_name
 from workbench.runs import environment
 from workbench.runs.events import EventWriter, now_iso
 from workbench.runs.ids import new_run_id
-from workbench.runs.ingest import settle, writer_for
+from workbench.runs.ingest import settle, settle_quietly, writer_for
 from workbench.workspace import Workspace
 
 DEFAULT_EXPERIMENT = "default"
@@ -41,6 +41,11 @@ class RunRecord:
         """Flush and index this run now, so UIs see its state without waiting."""
         self.writer.flush()
         settle(self.ws, [self.run_id])
+
+    def sync_quietly(self) -> None:
+        """`sync` where a busy catalog must not fail the caller (the next reader indexes the run)."""
+        self.writer.flush()
+        settle_quietly(self.ws, [self.run_id])
 
 
 def create_run(

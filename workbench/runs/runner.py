@@ -259,13 +259,10 @@ def _sync_quietly(record: RunRecord, index: bool = True) -> None:
     Without `index` the run stays pending and whoever reads next indexes it: sweep workers leave
     that to the sweep's coordinator, so the catalog write is not between two of their runs.
     """
-    if not index:
+    if index:
+        record.sync_quietly()
+    else:
         record.writer.flush()
-        return
-    try:
-        record.sync()
-    except WorkbenchError:
-        record.writer.flush()  # the catalog is busy for long: the next reader ingests
 
 
 _CANCELLED = {"cell_index": None, "ename": "Cancelled", "evalue": "The run was cancelled.", "traceback": []}
