@@ -131,9 +131,6 @@ class Conformed:
         self.columns = columns
         self.names = names
 
-    def __len__(self) -> int:
-        return len(next(iter(self.columns.values()))) if self.columns else 0
-
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.columns, columns=self.names)
 

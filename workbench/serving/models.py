@@ -1,6 +1,6 @@
 """Which model version a server answers with, and swapping it without dropping a request.
 
-A `LoadedModel` is immutable: the estimator, its version record, schema and `Predictor`. The `ModelSlot`
+A `LoadedModel` is immutable: a version record and its `Predictor` (the estimator). The `ModelSlot`
 holds the current one; a request takes the reference once at its start and uses that object to
 the end, so a swap (an assignment of a new, fully loaded object) can never hand a request a
 half-loaded model. An `AliasWatcher` thread `stat()`s the registry's alias file a few times a
@@ -26,9 +26,12 @@ CATALOG_CHECK_TICKS = 40  # every 10 s at the default interval
 
 @dataclass(frozen=True)
 class LoadedModel:
-    estimator: Any
     version: ModelVersion
     predictor: Predictor
+
+    @property
+    def estimator(self) -> Any:
+        return self.predictor.estimator
 
     @property
     def schema(self) -> list[dict[str, str]] | None:
@@ -37,7 +40,7 @@ class LoadedModel:
 
 def load_version(ws: Workspace, ref: str) -> LoadedModel:
     estimator, version = load(ref, ws)
-    return LoadedModel(estimator, version, Predictor(estimator, version.schema))
+    return LoadedModel(version, Predictor(estimator, version.schema))
 
 
 class ModelSlot:
