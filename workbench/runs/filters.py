@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Union
@@ -280,18 +281,18 @@ class _Parser:
         return node
 
     def or_expr(self) -> Node:
-        items = [self.and_expr()]
-        while self.is_kw("or"):
-            self.i += 1
-            items.append(self.and_expr())
-        return items[0] if len(items) == 1 else BoolOp("or", tuple(items))
+        return self.joined("or", self.and_expr)
 
     def and_expr(self) -> Node:
-        items = [self.not_expr()]
-        while self.is_kw("and"):
+        return self.joined("and", self.not_expr)
+
+    def joined(self, keyword: str, operand: Callable[[], Node]) -> Node:
+        """`operand (keyword operand)*`: one node, or a BoolOp of all of them."""
+        items = [operand()]
+        while self.is_kw(keyword):
             self.i += 1
-            items.append(self.not_expr())
-        return items[0] if len(items) == 1 else BoolOp("and", tuple(items))
+            items.append(operand())
+        return items[0] if len(items) == 1 else BoolOp(keyword, tuple(items))
 
     def nest(self) -> None:
         self.depth += 1
