@@ -87,3 +87,32 @@ def test_audit_command_filters(ws, wine_frame, capsys, monkeypatch):
     assert bad.returncode == 2 and "Invalid --since 'yesterday'" in bad.stderr
     table = governance_cli(capsys, "audit", "--model", "wine")
     assert table.returncode == 0 and "alias.moved" in table.stdout
+
+
+def test_a_run_is_audited_when_it_starts_with_its_own_times(ws, notebook):
+    """`run.started` must appear while the run works, stamped with its start, not its end."""
+    import threading
+    import time
+
+    path = notebook("slow", None, "import time\ntime.sleep(4)")
+    done = threading.Event()
+    result: dict[str, object] = {}
+
+    def work() -> None:
+        result["run"] = wb.run(path, experiment="audited")
+        done.set()
+
+    threading.Thread(target=work, daemon=True).start()
+    deadline = time.monotonic() + 60
+    started: list = []
+    while not started and not done.is_set() and time.monotonic() < deadline:
+        started = [e for e in wb.audit_log(action="run.started")]
+        time.sleep(0.2)
+    assert started, "run.started was not audited before the run ended"
+    assert done.wait(90)
+    run = result["run"]
+    entries = {e.action: e for e in wb.audit_log(target=f"run:{run.run_id}")}
+    assert set(entries) == {"run.started", "run.finished"}
+    assert abs((entries["run.started"].occurred_at - run.started_at).total_seconds()) < 0.01
+    assert abs((entries["run.finished"].occurred_at - run.ended_at).total_seconds()) < 0.01
+    assert (entries["run.finished"].occurred_at - entries["run.started"].occurred_at).total_seconds() >= 4

@@ -40,12 +40,17 @@ def record(
     details: dict[str, Any] | None = None,
     reason: str | None = None,
     actor: str | None = None,
+    occurred_at: datetime | None = None,
 ) -> None:
-    """Append one entry using the caller's open transaction."""
+    """Append one entry using the caller's open transaction.
+
+    `occurred_at` is when the change happened if that was before it reached the catalog (a run's
+    start and end are indexed from its event file, possibly later); by default, now.
+    """
     con.execute(
         "INSERT INTO audit (occurred_at, actor, action, target, details, reason) VALUES (?, ?, ?, ?, ?, ?)",
         [
-            datetime.now(timezone.utc),
+            occurred_at or datetime.now(timezone.utc),
             actor or current_user(),
             action,
             target,

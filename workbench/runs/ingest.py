@@ -23,6 +23,7 @@ import pandas as pd
 
 from workbench.catalog import transaction
 from workbench.errors import WorkbenchError
+from workbench.permissions import make_dir, open_for_append
 from workbench.runs.events import EVENTS_FILE, EventWriter, heartbeat_age, now_iso, read_events, run_dir
 from workbench.workspace import Workspace
 
@@ -50,11 +51,8 @@ def pending_dir(ws: Workspace):
 
 
 def mark_pending(ws: Workspace, run_id: str) -> None:
-    folder = pending_dir(ws)
-    folder.mkdir(exist_ok=True)
-    path = folder / run_id
-    with open(path, "a"):
-        pass
+    path = make_dir(pending_dir(ws)) / run_id
+    os.close(open_for_append(path))
     os.utime(path)
 
 
@@ -230,7 +228,8 @@ def _audit_transitions(con: Any, folded: list[dict[str, Any]]) -> None:
     """One audit entry when a run is first seen started and one when it is first seen final.
 
     Runs never write the catalog while they work, so their transitions are audited here, when
-    the catalog learns about them, in the same transaction that indexes them.
+    the catalog learns about them, in the same transaction that indexes them, stamped with the
+    times the run itself recorded (the runner indexes a run as it starts, in the background).
     """
     from workbench import audit
 
@@ -241,12 +240,12 @@ def _audit_transitions(con: Any, folded: list[dict[str, Any]]) -> None:
         target = f"run:{run['run_id']}"
         details = {"experiment": run["experiment"], "notebook": run.get("notebook"), "kind": run.get("kind")}
         if run.get("started_at") and before in (None, "queued"):
-            audit.record(con, "run.started", target, details, actor=run.get("creator"))
+            audit.record(con, "run.started", target, details, actor=run.get("creator"),
+                         occurred_at=_parse_time(run["started_at"]))  # fmt: skip
         if now in FINAL_STATUSES and before not in FINAL_STATUSES:
             action = "run.finished" if now == "finished" else f"run.{now}"
-            audit.record(
-                con, action, target, {**details, "duration_s": run.get("duration_s")}, actor=run.get("creator")
-            )
+            audit.record(con, action, target, {**details, "duration_s": run.get("duration_s")},
+                         actor=run.get("creator"), occurred_at=_parse_time(run.get("ended_at")))  # fmt: skip
 
 
 def _alive(pid: int | None, host: str | None) -> bool:

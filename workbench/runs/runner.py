@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import socket
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -316,7 +317,9 @@ def execute(
         return "killed"
     heartbeat = Heartbeat(folder).start()
     record.writer.emit("status", status="running", at=now_iso(), pid=os.getpid(), host=socket.gethostname())
-    record.writer.flush()  # readers index it on their next query; the catalog is written once, at the end
+    record.writer.flush()
+    if index:  # the catalog (and its audit log) learns of the start while the kernel starts up
+        threading.Thread(target=record.sync_quietly, name="workbench-index-start", daemon=True).start()
     status, error = "finished", None
     stdout_path, stderr_path = folder / "stdout.txt", folder / "stderr.txt"
     workdir = prepared.notebook.parent  # relative paths in the notebook resolve as in JupyterLab
