@@ -134,3 +134,27 @@ def test_explain_errors_are_one_line(ws, wine_frame):
         explain(run_id, target="quality", log=False)
     with pytest.raises(wb.ValidationError, match="no column 'sex'"):
         fairness(run_id, sensitive="sex", log=False)
+
+
+def test_a_swapped_target_cannot_pass_as_perfectly_fair(biased_run, cli):
+    """`--sensitive target --target group` used to score every rate 0 ("perfectly fair") and pass a gate."""
+    with pytest.raises(wb.ValidationError, match="labels .* never predicts"):
+        fairness(biased_run, sensitive="target", target="group")
+    assert "fairness.equalized_odds_difference" not in wb.get_run(biased_run).metrics
+    proc = cli("fairness", biased_run, "--sensitive", "target", "--target", "group")
+    assert proc.returncode == 2 and "never predicts" in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_a_single_group_is_refused(biased_run):
+    data = wb.load_snapshot("people")
+    wb.snapshot("one-group", data[data.group == "a"])
+    with pytest.raises(wb.ValidationError, match="single group"):
+        fairness(biased_run, sensitive="group", snapshot="one-group")
+    assert "fairness.equalized_odds_difference" not in wb.get_run(biased_run).metrics
+
+
+def test_explain_with_a_wrong_target_is_one_clear_line(biased_run, cli):
+    proc = cli("explain", biased_run, "--target", "group")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "never predicts" in proc.stdout + proc.stderr and "Traceback" not in proc.stdout + proc.stderr

@@ -66,7 +66,32 @@ class Subject:
         rows = frame.dropna(subset=[*self.features, target])
         if rows.empty:
             raise ValidationError(f"Snapshot {snapshot} has no complete rows to evaluate {self.label} on.")
+        self._check_labels(rows[target], target)
         return rows[self.features], rows[target]
+
+    def _check_labels(self, y: pd.Series, target: str) -> None:
+        """A classifier judged on labels it cannot predict scores 0 everywhere, which reads as
+        "no disparity" or "no important feature": refuse instead of answering wrongly."""
+        classes = getattr(self.estimator, "classes_", None)
+        if classes is None:
+            return
+        known = list(classes)
+        unknown = [v for v in pd.unique(y)[:1000] if not any(_equal(v, c) for c in known)]
+        if unknown:
+            shown = ", ".join(map(repr, unknown[:5])) + (" ..." if len(unknown) > 5 else "")
+            raise ValidationError(
+                f"Column {target!r} holds labels {self.label} never predicts ({shown}); "
+                f"its classes are {', '.join(map(repr, known[:10]))}.",
+                "Pass --target with the column that holds the true labels the model was trained on.",
+            )
+
+
+def _equal(value: Any, label: Any) -> bool:
+    """Label equality as scikit-learn's metrics see it (0.0 matches 0; "0" does not)."""
+    try:
+        return bool(value == label)
+    except (TypeError, ValueError):
+        return False
 
 
 def _is_run_id(text: str) -> bool:

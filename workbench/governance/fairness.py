@@ -123,12 +123,24 @@ def fairness(
     frame = frame.dropna(subset=[sensitive])
     X, y = subject.split(frame, target, snapshot_ref)
     groups = frame.loc[X.index, sensitive]
+    if groups.nunique() < 2:
+        raise ValidationError(
+            f"{sensitive!r} has a single group ({', '.join(map(str, pd.unique(groups)))}) in {snapshot_ref}: "
+            "fairness compares groups.",
+            "Choose a sensitive column with at least two groups, or a snapshot that has them.",
+        )
     if groups.nunique() > MAX_GROUPS:
         raise ValidationError(f"{sensitive!r} has {groups.nunique()} distinct values; group metrics need a category.",
                               "Bin it into a few groups in a snapshot first.")  # fmt: skip
     positive = y.value_counts().sort_index().idxmax() if positive is None else _as_label(positive, y)
     predicted = subject.estimator.predict(X)
     table, parity, odds = group_metrics(y.to_numpy(), predicted, groups.to_numpy(), positive)
+    if np.isnan(parity) or np.isnan(odds):
+        raise ValidationError(
+            f"Fairness of {subject.label} by {sensitive!r} cannot be measured on {snapshot_ref}: no group has both "
+            f"rows of class {positive!r} and rows of other classes.",
+            "Evaluate on a snapshot with true labels of every class in each group (--snapshot).",
+        )
     positive = positive.item() if hasattr(positive, "item") else positive
     report = FairnessReport(subject.label, subject.run.run_id, snapshot_ref, sensitive, target, positive, table,
                             parity, odds)  # fmt: skip
