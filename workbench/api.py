@@ -15,9 +15,12 @@ from workbench.snapshots import store
 from workbench.workspace import Workspace, init_workspace, open_workspace, use_workspace
 
 
-def init(home: str | os.PathLike[str] | None = None) -> Workspace:
-    """Create (or open) a workspace and make it the default for this process."""
-    ws = init_workspace(home)
+def init(home: str | os.PathLike[str] | None = None, group: str | None = None) -> Workspace:
+    """Create (or open) a workspace and make it the default for this process.
+
+    The workspace is private to you unless `group` names a Unix group to share it with.
+    """
+    ws = init_workspace(home, group=group)
     use_workspace(ws)
     return ws
 

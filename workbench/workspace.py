@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,8 +72,11 @@ class Workspace:
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    from workbench.permissions import protect
+
     tmp = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    protect(tmp)
     os.replace(tmp, path)
 
 
@@ -111,22 +115,36 @@ def open_workspace(home: str | os.PathLike[str] | None = None) -> Workspace:
     return Workspace(root)
 
 
-def init_workspace(home: str | os.PathLike[str] | None = None) -> Workspace:
+def init_workspace(home: str | os.PathLike[str] | None = None, group: str | None = None) -> Workspace:
     """Create (or reuse) a workspace and its catalog; safe to call again on an existing one.
 
     Location: `home`, else `$WORKBENCH_HOME`, else the nearest `.workbench/` in the current
-    folder or its parents, else `./.workbench`.
+    folder or its parents, else `./.workbench`. The workspace is private to its owner (mode
+    0700) unless `group` names a group to share it with (recorded in the settings, so calling
+    this again keeps the choice); see `workbench.permissions`.
     """
+    from workbench.permissions import make_dir, secure_root
+
     # With no explicit location, reuse the nearest existing workspace (a notebook in
     # `notebooks/` joins the project's `.workbench/`), else create one in the current folder.
     root = resolve_home(home) or (Path.cwd().absolute() / DEFAULT_DIRNAME)
     if root.exists() and not root.is_dir():
         raise WorkbenchError(f"Cannot create a workspace at {root}: a file is in the way.")
     ws = Workspace(root)
-    for folder in (ws.root, ws.blobs_dir, ws.runs_dir, ws.tmp_dir):
-        folder.mkdir(parents=True, exist_ok=True)
-    if not ws.config_path.exists():
-        _write_json_atomic(ws.config_path, {"format_version": FORMAT_VERSION})
+    root.mkdir(parents=True, exist_ok=True)
+    group = group or (ws.setting("group") if ws.config_path.exists() else None)
+    if root.stat().st_uid == os.geteuid():  # a teammate's shared workspace keeps its owner's choice
+        secure_root(root, group)
+        for folder in (ws.blobs_dir, ws.runs_dir, ws.tmp_dir):
+            if folder.is_dir() and folder.stat().st_uid == os.geteuid():
+                os.chmod(folder, stat.S_IMODE(root.stat().st_mode))
+    for folder in (ws.blobs_dir, ws.runs_dir, ws.tmp_dir):
+        make_dir(folder)
+    config = ws.config() if ws.config_path.exists() else {"format_version": FORMAT_VERSION}
+    if group and config.get("group") != group:
+        config["group"] = group
+    if not ws.config_path.exists() or group:
+        _write_json_atomic(ws.config_path, config)
     from workbench.catalog import connect
 
     with connect(ws):  # creates the catalog and applies migrations

@@ -64,6 +64,16 @@ def _open_with_retry(path: str) -> duckdb.DuckDBPyConnection:
             delay = min(delay * 1.6, 0.25)
 
 
+def _protect_catalog(ws: Workspace) -> None:
+    """DuckDB creates the file with the umask; give it the workspace's file mode (0600 if private)."""
+    from workbench.permissions import protect
+
+    try:
+        protect(ws.catalog_path)
+    except PermissionError:
+        pass  # a teammate's file in a group-shared workspace: its owner set the mode
+
+
 @contextmanager
 def connect(ws: Workspace) -> Iterator[duckdb.DuckDBPyConnection]:
     """A catalog connection in autocommit mode, migrated to the current schema."""
@@ -86,6 +96,7 @@ def connect(ws: Workspace) -> Iterator[duckdb.DuckDBPyConnection]:
                 from workbench.catalog.migrate import migrate
 
                 migrate(con)
+                _protect_catalog(ws)
                 _migrated.add(key)
             yield con
         finally:

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from workbench.permissions import make_dir, open_for_append
 from workbench.workspace import Workspace
 
 EVENTS_FILE = "events.jsonl"
@@ -51,7 +52,7 @@ class EventWriter:
 
     def __init__(self, path: Path, on_flush: Callable[[], None] | None = None) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_dir(path.parent)
         self._on_flush = on_flush
         self._buffer: list[str] = []
         self._lock = threading.Lock()
@@ -95,7 +96,7 @@ class EventWriter:
             data = ("\n".join(self._buffer) + "\n").encode()
             self._buffer.clear()
             self._last_flush = time.monotonic()
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = open_for_append(self.path)
             try:
                 os.write(fd, data)
             finally:
@@ -137,7 +138,10 @@ def read_events(path: Path) -> Iterator[dict[str, Any]]:
 
 def touch_heartbeat(folder: Path) -> None:
     path = folder / HEARTBEAT_FILE
-    path.touch()
+    if path.exists():
+        os.utime(path)
+    else:
+        os.close(open_for_append(path))
 
 
 def heartbeat_age(folder: Path) -> float | None:

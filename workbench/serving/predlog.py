@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.names import validate_name
+from workbench.permissions import make_dir, open_for_append
 from workbench.workspace import Workspace
 
 
@@ -28,7 +29,7 @@ def predictions_dir(ws: Workspace, model: str) -> Path:
 class PredictionLogger:
     def __init__(self, ws: Workspace, model: str, interval: float = 1.0) -> None:
         self.folder = predictions_dir(ws, model)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        make_dir(self.folder)
         self.interval = interval
         self._queue: queue.SimpleQueue[list[str]] = queue.SimpleQueue()
         self._stop = threading.Event()
@@ -70,7 +71,7 @@ class PredictionLogger:
             except queue.Empty:
                 break
         if lines:
-            with open(self._path(), "a") as fh:
+            with os.fdopen(open_for_append(self._path()), "a") as fh:  # 0600: rows are request inputs
                 fh.write("\n".join(lines) + "\n")
             self.written += len(lines)
 
