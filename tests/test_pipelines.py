@@ -163,3 +163,41 @@ def test_trigger_fires_on_a_new_snapshot_version(ws, tmp_path, notebook, wine_fr
     assert go and why.startswith("wine@2 is newer than wine@1")
     listed = json.loads(cli(capsys, "pipeline", "list", "--json").stdout)
     assert listed[0]["last_status"] == "finished" and listed[0]["last_inputs"] == {"wine": "wine@1"}
+
+
+def test_validate_checks_parameter_types_and_duplicate_keys(tmp_path, notebook):
+    """Both used to pass `pipeline validate` and fail (or silently change meaning) at `pipeline run`."""
+    notebook("train", 'snapshot = "wine"\nC = 1.0\nn_estimators = 10', "pass")
+    typed = write(
+        tmp_path,
+        """
+        pipelines:
+          retrain:
+            steps:
+              - notebook: train.ipynb
+                params: {n_estimators: many}
+              - notebook: train.ipynb
+                sweep: {grid: {C: [0.1, "lots"]}}
+                select: {metric: log_loss}
+        """,
+    )
+    with pytest.raises(wb.ValidationError) as caught:
+        validate_file(typed)
+    problems = caught.value.report
+    assert any("line 5: pipelines.retrain.steps[0].params.n_estimators" in p and "expects int" in p
+               for p in problems), problems  # fmt: skip
+    assert any("steps[1].sweep.grid.C[1]" in p and "expects float" in p for p in problems), problems
+    duplicated = write(
+        tmp_path,
+        """
+        pipelines:
+          retrain:
+            steps:
+              - notebook: train.ipynb
+                params: {C: 0.5}
+            steps:
+              - notebook: train.ipynb
+        """,
+    )
+    with pytest.raises(wb.ValidationError, match="line 6: pipelines.retrain.steps: duplicate key \\(first on line 3\\)"):
+        validate_file(duplicated)

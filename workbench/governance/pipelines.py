@@ -98,6 +98,12 @@ class _Checker:
         self.lines.setdefault(at, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
+                if (*at, ("key", key.value)) in self.lines:  # YAML keeps the last silently: a typo'd copy wins
+                    first = self.lines[(*at, ("key", key.value))]
+                    where = ".".join(str(p) for p in (*at, key.value))
+                    line = key.start_mark.line + 1
+                    self.problems.append(f"line {line}: {where}: duplicate key (first on line {first})")
+                    continue
                 self.lines[(*at, ("key", key.value))] = key.start_mark.line + 1
                 self._index(value, (*at, key.value))
         elif isinstance(node, yaml.SequenceNode):
@@ -246,13 +252,21 @@ def _step(check: _Checker, at: tuple[Any, ...], raw: Any, base: Path, inputs: di
     params = raw.get("params") or {}
     if check.mapping(params, (*at, "params"), set(declared)):
         step.params = dict(params)
+    for key, value in params.items() if isinstance(params, dict) else ():
+        if key in declared:  # unknown keys are reported by `mapping`
+            _check_param(check, (*at, "params", key), path, key, value)
     sweep = raw.get("sweep")
     if sweep is not None and check.mapping(sweep, (*at, "sweep"), {"grid", "parallel"}, {"grid"}):
         grid = sweep["grid"]
         if check.mapping(grid, (*at, "sweep", "grid"), set(declared)):
             for key, values in grid.items():
+                if key not in declared:
+                    continue
                 if not isinstance(values, list) or not values:
                     check.problem((*at, "sweep", "grid", key), "must be a non-empty list of values")
+                    continue
+                for position, value in enumerate(values):
+                    _check_param(check, (*at, "sweep", "grid", key, position), path, key, value)
             step.grid = {k: v for k, v in grid.items() if isinstance(v, list)}
         parallel = sweep.get("parallel")
         if parallel is not None and (isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1):
@@ -268,6 +282,16 @@ def _step(check: _Checker, at: tuple[Any, ...], raw: Any, base: Path, inputs: di
     if sweep is not None and select is None:
         check.problem(at, "a step with a sweep needs 'select: {metric: ..., mode: min|max}' to pick its best run")
     return step
+
+
+def _check_param(check: _Checker, at: tuple[Any, ...], notebook: Path, name: str, value: Any) -> None:
+    """A value of the wrong type for the notebook's parameter fails here, not when the run starts."""
+    from workbench.runs.params import validate_params
+
+    try:
+        validate_params(str(notebook), {name: value})
+    except WorkbenchError as exc:
+        check.problem(at, exc.message)
 
 
 def _promote(check: _Checker, at: tuple[Any, ...], raw: Any) -> dict[str, Any] | None:
