@@ -199,5 +199,5 @@ def test_validate_checks_parameter_types_and_duplicate_keys(tmp_path, notebook):
               - notebook: train.ipynb
         """,
     )
-    with pytest.raises(wb.ValidationError, match="line 6: pipelines.retrain.steps: duplicate key \\(first on line 3\\)"):
+    with pytest.raises(wb.ValidationError, match=r"line 6: pipelines.retrain.steps: duplicate key \(first on line 3"):
         validate_file(duplicated)
