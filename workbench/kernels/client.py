@@ -1,18 +1,41 @@
 """Finding, starting and talking to a fork server.
 
-One server per (Python executable, preload set), shared by every runner process of the machine
-through a Unix socket named after that key in a per-user temp folder, so `workbench run`
+One server per (Python executable, preload set), shared by every runner process of the user
+through a Unix socket named after that key in a private per-user folder, so `workbench run`
 invocations, sweep workers and the JupyterLab server all reuse warm servers. Starting one is
 race-free: concurrent starters each launch a server, the socket is replaced atomically, and the
 losers exit when they see their socket replaced.
+
+Why the folder is checked, not just created: it used to be `/tmp/workbench-forkserver-<uid>`,
+used as found. Another local user could create it first and (1) plant a `workbench` package that
+the server, started there with `python -m`, imported as us; (2) plant a socket served by their
+own process, which then received our environment (tokens included) and our kernels; (3) swap the
+server's log for a symlink to one of our files. So:
+
+- The folder is `$XDG_RUNTIME_DIR/workbench-forkserver` when that runtime dir is ours with mode
+  0700 (per-user by design), else `<tempdir>/workbench-forkserver-<uid>`. Either way it is created
+  with mode 0700 and then checked with `lstat` (a symlink is refused, not followed): it must be a
+  directory owned by our uid with mode exactly 0700, in a parent others cannot swap it out of.
+- A folder that fails the check is refused with `ForkServerUnavailable` naming owner, mode, path
+  and the fix. We do not fall back to a fresh `mkdtemp()` folder: its sockets could not be found by
+  the next process, so every run would start (and leak) a server. The provisioner instead warns
+  and starts a normal kernel, at once and without waiting for a server: runs stay correct, only
+  slower, and the warning keeps the problem visible until someone removes the folder.
+- The server runs with cwd `/` and `-P` (Python >= 3.11), so no folder it does not control is on
+  its `sys.path` (`-I` would also work for an editable install but drops PYTHONPATH and user site).
+- Every connection checks the server's uid (SO_PEERCRED) before sending anything; a socket served
+  by another uid is reported and replaced by a server of ours.
+- The server log is opened with O_NOFOLLOW and mode 0600.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -20,19 +43,100 @@ import time
 from pathlib import Path
 from typing import Any
 
-from workbench.kernels.protocol import read_message, send_message
+from workbench.kernels.protocol import peer_uid, read_message, send_message
 
 START_TIMEOUT = 60.0
+log = logging.getLogger("workbench.kernels")
 
 
 class ForkServerUnavailable(RuntimeError):
     """The fork server could not be reached or started; callers fall back to a normal kernel."""
 
 
+class ForkServerImpostor(ForkServerUnavailable):
+    """The socket is served by a process of another user: it must never see our requests."""
+
+
 def socket_dir() -> Path:
-    folder = Path(tempfile.gettempdir()) / f"workbench-forkserver-{os.getuid()}"
-    folder.mkdir(mode=0o700, exist_ok=True)
+    """The verified private folder of our sockets and logs, created if missing.
+
+    Raises ForkServerUnavailable when the folder exists but is not safe to use (see module doc).
+    """
+    folder = _socket_dir_location()
+    _make_private_folder(folder)
+    problem = _folder_problem(folder)
+    if problem is not None:
+        raise ForkServerUnavailable(
+            f"refusing the fork-server folder {folder}: {problem}, so another user could run code as you or read "
+            "your environment through it. Fast kernels stay off until you remove it (or have an administrator "
+            "remove it) or set XDG_RUNTIME_DIR to a folder of yours with mode 0700"
+        )
     return folder
+
+
+def _socket_dir_location() -> Path:
+    """$XDG_RUNTIME_DIR is private by design (per user, 0700): prefer it when it really is."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.isabs(runtime) and _private_problem(runtime) is None:
+        return Path(runtime) / "workbench-forkserver"
+    return Path(tempfile.gettempdir()) / f"workbench-forkserver-{os.getuid()}"
+
+
+def _make_private_folder(folder: Path) -> None:
+    """mkdir with mode 0700: atomic, so the folder is either ours or existed before (then checked)."""
+    try:
+        os.mkdir(folder, 0o700)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise ForkServerUnavailable(f"cannot create the fork-server folder {folder}: {exc}") from exc
+    # a umask that removes owner bits would leave it unusable: set the mode through a descriptor, not
+    # the name (if the name no longer is our folder, the check that follows refuses it)
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return
+    try:
+        os.fchmod(fd, 0o700)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _folder_problem(folder: Path) -> str | None:
+    """Why `folder` or its parent makes the folder unsafe for our sockets (None when it is safe)."""
+    return _private_problem(str(folder)) or _parent_problem(str(folder.parent))
+
+
+def _private_problem(path: str) -> str | None:
+    """Why `path` is not a directory of ours with mode 0700 (None when it is). Never follows symlinks."""
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        return f"cannot inspect it ({exc})"
+    if stat.S_ISLNK(st.st_mode):
+        return "it is a symlink"
+    if not stat.S_ISDIR(st.st_mode):
+        return "it is not a directory"
+    if st.st_uid != os.getuid():
+        return f"it is owned by uid {st.st_uid}, not by us (uid {os.getuid()})"
+    if stat.S_IMODE(st.st_mode) != 0o700:
+        return f"its mode is {stat.S_IMODE(st.st_mode):04o}, not 0700"
+    return None
+
+
+def _parent_problem(parent: str) -> str | None:
+    """Others must not be able to rename our folder away and put theirs in its place."""
+    try:
+        st = os.stat(parent)
+    except OSError as exc:
+        return f"cannot inspect its parent {parent} ({exc})"
+    if st.st_uid not in (0, os.getuid()):
+        return f"its parent {parent} is owned by uid {st.st_uid}"
+    if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+        return f"its parent {parent} is writable by others without the sticky bit"
+    return None
 
 
 def socket_path(modules: list[str]) -> Path:
@@ -41,10 +145,12 @@ def socket_path(modules: list[str]) -> Path:
 
 
 def request(path: Path, payload: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+    """Send one request and read the reply, after checking that the server runs as us."""
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
             conn.settimeout(timeout)
             conn.connect(str(path))
+            _check_peer(conn, path)
             send_message(conn, payload)
             reply = read_message(conn)
     except OSError as exc:
@@ -54,6 +160,13 @@ def request(path: Path, payload: dict[str, Any], timeout: float = 30.0) -> dict[
     if "error" in reply:
         raise ForkServerUnavailable(reply["error"])
     return reply
+
+
+def _check_peer(conn: socket.socket, path: Path) -> None:
+    """Requests carry our environment (tokens included) and get our kernels: only for our own uid."""
+    uid = peer_uid(conn)
+    if uid is not None and uid != os.getuid():
+        raise ForkServerImpostor(f"the fork-server socket {path} is served by uid {uid}, not by us (uid {os.getuid()})")
 
 
 def _server_env() -> dict[str, str]:
@@ -72,25 +185,53 @@ def ensure_server(modules: list[str]) -> Path:
     try:
         request(path, {"op": "ping"}, timeout=5)
         return path
+    except ForkServerImpostor as exc:
+        log.warning("%s; replacing it with a fork server of ours", exc)
     except ForkServerUnavailable:
         pass
-    log = open(socket_dir() / f"{path.stem}.log", "ab")  # noqa: SIM115  (inherited by the server)
-    try:
-        subprocess.Popen(
-            [sys.executable, "-m", "workbench.kernels.forkserver", str(path), ",".join(modules)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, env=_server_env(),
-            cwd=socket_dir(),
-        )  # fmt: skip
-    finally:
-        log.close()
+    server = _start_server(path, modules)
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         try:
             request(path, {"op": "ping"}, timeout=5)
             return path
         except ForkServerUnavailable:
-            time.sleep(0.05)
+            pass
+        if server.poll() is not None:  # it died before serving: waiting out the timeout helps no one
+            raise ForkServerUnavailable(
+                f"fork server exited with code {server.returncode} before serving (see {path.with_suffix('.log')})"
+            )
+        time.sleep(0.05)
     raise ForkServerUnavailable(f"fork server did not start within {START_TIMEOUT:.0f} s (see {path.stem}.log)")
+
+
+def server_command(path: Path, modules: list[str]) -> list[str]:
+    """`-P`: no script/cwd folder on the server's sys.path (it imports what kernels will use)."""
+    safe_path = ["-P"] if sys.version_info >= (3, 11) else []
+    return [sys.executable, *safe_path, "-m", "workbench.kernels.forkserver", str(path), ",".join(modules)]
+
+
+def _start_server(path: Path, modules: list[str]) -> subprocess.Popen[bytes]:
+    """Launch a server in its own session, cwd `/` (nothing importable there), logging next to its socket."""
+    log_fd = _open_log(path.with_suffix(".log"))
+    try:
+        return subprocess.Popen(
+            server_command(path, modules), stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd,
+            start_new_session=True, env=_server_env(), cwd="/",
+        )  # fmt: skip
+    finally:
+        os.close(log_fd)
+
+
+def _open_log(log_path: Path) -> int:
+    """Append to the server log; a symlink in its place is refused, never followed."""
+    try:
+        return os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise ForkServerUnavailable(
+            f"cannot open the fork-server log {log_path} (a symlink is refused): {exc}; "
+            "remove it to re-enable fast kernels"
+        ) from exc
 
 
 def spawn(path: Path, argv: list[str], env: dict[str, str], cwd: str | None, log: str | None) -> int:
@@ -102,8 +243,8 @@ def spawn(path: Path, argv: list[str], env: dict[str, str], cwd: str | None, log
 
 def stop_server(modules: list[str]) -> None:
     """Make the server for `modules` exit (its socket disappears; it notices within seconds)."""
-    path = socket_path(modules)
     try:
+        path = socket_path(modules)
         pid = request(path, {"op": "ping"}, timeout=5)["pid"]
     except ForkServerUnavailable:
         return

@@ -10,6 +10,10 @@ Fork safety: the server starts no threads and creates no zmq context before fork
 a module whose import starts a thread is reported as unsafe and the server refuses to fork from
 a threaded state); a module that fails to import is skipped with a debug log. The server exits
 after `IDLE_SECONDS` without requests or when its socket file disappears.
+
+Security: the client starts it from `/` with `-P`, so nothing from a folder someone else could
+write is importable by it (see `client`); it only serves clients of its own uid (SO_PEERCRED),
+and each kernel gets the notebook's folder as cwd and the sys.path of a normal kernel.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import threading
 import time
 from typing import Any
 
-from workbench.kernels.protocol import read_message, send_message
+from workbench.kernels.protocol import peer_uid, read_message, send_message
 
 IDLE_SECONDS = 600.0
 #: What starting a kernel imports (measured: the debugger alone costs ~0.2 s per kernel otherwise).
@@ -90,7 +94,7 @@ def _child(request: dict[str, Any]) -> None:
         os.chdir(cwd)
         os.environ.clear()
         os.environ.update(request.get("env") or {})
-        sys.path[0] = cwd
+        _kernel_sys_path()
         _fresh_random_state()
         _apply_thread_budget()
         _exit_with_parent(request.get("parent_pid"))
@@ -116,6 +120,22 @@ def _child(request: dict[str, Any]) -> None:
             sys.stdout.flush()
             sys.stderr.flush()
         os._exit(code)
+
+
+def _kernel_sys_path() -> None:
+    """Give the kernel a normal kernel's sys.path: nothing of the server's, and '' (the cwd) before site-packages.
+
+    `python -m ipykernel_launcher` drops its own sys.path[0] and IPython then inserts '' before the
+    first site-packages, but IPython skips that under `-P`, which the server runs with (the flag is
+    inherited by the fork), so it is done here. Without `-P` (Python < 3.11) sys.path[0] is the
+    server's cwd, `/`: dropped like the launcher drops it.
+    """
+    if not sys.flags.safe_path and sys.path:
+        del sys.path[0]
+    if "" in sys.path:
+        return
+    site = [i for i, entry in enumerate(sys.path) if os.path.basename(entry) in ("site-packages", "dist-packages")]
+    sys.path.insert(site[0] if site else 0, "")
 
 
 def _stop_control_thread(app: Any) -> None:
@@ -176,6 +196,10 @@ def _exit_with_parent(parent_pid: int | None) -> None:
 
 
 def _handle(conn: socket.socket, listener: socket.socket, loaded: list[str], skipped: list[str]) -> None:
+    client_uid = peer_uid(conn)
+    if client_uid is not None and client_uid != os.getuid():
+        log.warning("refusing a request from uid %s (the socket's folder should not let it in)", client_uid)
+        return  # a spawn would run its code as us
     request = read_message(conn)
     if request is None:
         return

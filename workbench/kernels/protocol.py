@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 from typing import Any
 
 
@@ -20,3 +21,18 @@ def read_message(conn: socket.socket) -> dict[str, Any] | None:
             break
         data += chunk
     return json.loads(data) if data else None
+
+
+def peer_uid(conn: socket.socket) -> int | None:
+    """The uid of the process at the other end of a connected Unix socket; None where unknowable.
+
+    For a server socket this is who called listen(), so a socket file sitting in a private folder
+    still reveals a listener run by someone else. SO_PEERCRED is Linux's; elsewhere only the
+    private socket folder protects the connection.
+    """
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None:
+        return None
+    creds = conn.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return int(uid)

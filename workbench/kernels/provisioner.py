@@ -3,7 +3,8 @@
 Registered under the `jupyter_client.kernel_provisioners` entry point group. It behaves like the
 local provisioner (same connection files, signals, shutdown) except that the kernel process is
 forked from a fork server with the notebook's imports already loaded instead of started with
-Popen. If the fork server cannot be started or reached, it warns and launches a normal kernel.
+Popen. If the fork server cannot be started or reached, or its socket folder is refused as unsafe
+(see `client`), it logs a warning naming the problem and launches a normal kernel.
 """
 
 from __future__ import annotations
