@@ -4,7 +4,9 @@ One server per (Python executable, preload set), shared by every runner process 
 through a Unix socket named after that key in a private per-user folder, so `workbench run`
 invocations, sweep workers and the JupyterLab server all reuse warm servers. Starting one is
 race-free: concurrent starters each launch a server, the socket is replaced atomically, and the
-losers exit when they see their socket replaced.
+losers exit when they see their socket replaced. They are kept few (`servers`): a server whose
+preload set contains the wanted one is shared, at most `$WORKBENCH_FORKSERVER_MAX` run (least
+recently used stops first), and each exits after `$WORKBENCH_FORKSERVER_IDLE` seconds unused.
 
 Why the folder is checked, not just created: it used to be `/tmp/workbench-forkserver-<uid>`,
 used as found. Another local user could create it first and (1) plant a `workbench` package that
@@ -43,6 +45,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from workbench.kernels.forkserver import IDLE_SECONDS
 from workbench.kernels.protocol import peer_uid, read_message, send_message
 
 START_TIMEOUT = 60.0
@@ -51,6 +54,10 @@ log = logging.getLogger("workbench.kernels")
 
 class ForkServerUnavailable(RuntimeError):
     """The fork server could not be reached or started; callers fall back to a normal kernel."""
+
+
+class ForkServerGone(ForkServerUnavailable):
+    """No server behind the socket any more (removed, refused, or closed before replying): it exited."""
 
 
 class ForkServerImpostor(ForkServerUnavailable):
@@ -153,10 +160,12 @@ def request(path: Path, payload: dict[str, Any], timeout: float = 30.0) -> dict[
             _check_peer(conn, path)
             send_message(conn, payload)
             reply = read_message(conn)
+    except (FileNotFoundError, ConnectionError) as exc:
+        raise ForkServerGone(f"fork server at {path} unreachable: {exc}") from exc
     except OSError as exc:
         raise ForkServerUnavailable(f"fork server at {path} unreachable: {exc}") from exc
     if reply is None:
-        raise ForkServerUnavailable(f"fork server at {path} closed the connection")
+        raise ForkServerGone(f"fork server at {path} closed the connection")
     if "error" in reply:
         raise ForkServerUnavailable(reply["error"])
     return reply
@@ -180,16 +189,41 @@ def _server_env() -> dict[str, str]:
 
 
 def ensure_server(modules: list[str]) -> Path:
-    """The socket of a running server with `modules` preloaded, starting one if needed."""
+    """The socket of a running server with (at least) `modules` preloaded, starting one if needed.
+
+    The server for exactly `modules` is one ping away (marked as used: a spawn follows). Only
+    without it are the others looked at: one preloading a superset is shared, else the least
+    recently used are stopped to keep within the bound and a new one starts (see `servers`).
+    """
     path = socket_path(modules)
     try:
-        request(path, {"op": "ping"}, timeout=5)
+        request(path, {"op": "ping", "touch": True}, timeout=5)
         return path
     except ForkServerImpostor as exc:
         log.warning("%s; replacing it with a fork server of ours", exc)
+        return _start_and_wait(path, modules)
     except ForkServerUnavailable:
         pass
-    server = _start_server(path, modules)
+    from workbench.kernels import servers  # built on this module
+
+    bound, idle = servers.max_servers(), servers.idle_seconds()
+    running = servers.list_servers()
+    shared = servers.shared_server(modules, running)
+    if shared is not None:
+        return shared
+    stopped = servers.make_room(running, keep=bound - 1)
+    if stopped:
+        log.info("stopped %d least recently used fork server(s) (at most %d run)", len(stopped), bound)
+    return _start_and_wait(path, modules, idle)
+
+
+def _start_and_wait(path: Path, modules: list[str], idle: float | None = None) -> Path:
+    """Start a server for `modules` at `path` and wait until it answers."""
+    if idle is None:
+        from workbench.kernels import servers
+
+        idle = servers.idle_seconds()
+    server = _start_server(path, modules, idle)
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         try:
@@ -205,18 +239,18 @@ def ensure_server(modules: list[str]) -> Path:
     raise ForkServerUnavailable(f"fork server did not start within {START_TIMEOUT:.0f} s (see {path.stem}.log)")
 
 
-def server_command(path: Path, modules: list[str]) -> list[str]:
+def server_command(path: Path, modules: list[str], idle: float = IDLE_SECONDS) -> list[str]:
     """`-P`: no script/cwd folder on the server's sys.path (it imports what kernels will use)."""
     safe_path = ["-P"] if sys.version_info >= (3, 11) else []
-    return [sys.executable, *safe_path, "-m", "workbench.kernels.forkserver", str(path), ",".join(modules)]
+    return [sys.executable, *safe_path, "-m", "workbench.kernels.forkserver", str(path), ",".join(modules), repr(idle)]
 
 
-def _start_server(path: Path, modules: list[str]) -> subprocess.Popen[bytes]:
+def _start_server(path: Path, modules: list[str], idle: float) -> subprocess.Popen[bytes]:
     """Launch a server in its own session, cwd `/` (nothing importable there), logging next to its socket."""
     log_fd = _open_log(path.with_suffix(".log"))
     try:
         return subprocess.Popen(
-            server_command(path, modules), stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd,
+            server_command(path, modules, idle), stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd,
             start_new_session=True, env=_server_env(), cwd="/",
         )  # fmt: skip
     finally:
@@ -242,14 +276,12 @@ def spawn(path: Path, argv: list[str], env: dict[str, str], cwd: str | None, log
 
 
 def stop_server(modules: list[str]) -> None:
-    """Make the server for `modules` exit (its socket disappears; it notices within seconds)."""
+    """Make the server for exactly `modules` exit, if one runs (kernels it forked keep running)."""
+    from workbench.kernels import servers
+
     try:
         path = socket_path(modules)
-        pid = request(path, {"op": "ping"}, timeout=5)["pid"]
+        info = servers.ServerInfo.from_ping(path, request(path, {"op": "ping"}, timeout=5))
     except ForkServerUnavailable:
         return
-    path.unlink(missing_ok=True)
-    try:
-        os.kill(pid, 15)
-    except ProcessLookupError:
-        pass
+    servers.stop(info, force=True)

@@ -8,8 +8,18 @@ it was given, so runs share nothing but the already-imported, never-executed mod
 
 Fork safety: the server starts no threads and creates no zmq context before forking (checked:
 a module whose import starts a thread is reported as unsafe and the server refuses to fork from
-a threaded state); a module that fails to import is skipped with a debug log. The server exits
-after `IDLE_SECONDS` without requests or when its socket file disappears.
+a threaded state); a module that fails to import is skipped with a debug log.
+
+Lifetime: the server exits after `idle` seconds without a spawn (the client passes the configured
+value, default `IDLE_SECONDS`), when its socket file disappears or is replaced, on an `exit`
+request, or on SIGTERM. The last two are graceful: they are handled between requests, so a fork in
+progress always completes and its reply is sent. Kernels already forked live on (they are in their
+own sessions); only their exit codes are lost, since the server was the one reaping them.
+
+Requests (one JSON object per connection, see `protocol`): `ping` (its status: pid, modules,
+last use...; `touch` marks it used, as a client about to spawn does), `spawn`, `status` (how a
+forked kernel ended) and `exit` (with `if_last_used`: only if nobody used it since the caller
+looked, so a server chosen by another client a moment ago is not stopped under it).
 
 Security: the client starts it from `/` with `-P`, so nothing from a folder someone else could
 write is importable by it (see `client`); it only serves clients of its own uid (SO_PEERCRED),
@@ -32,6 +42,7 @@ from typing import Any
 
 from workbench.kernels.protocol import peer_uid, read_message, send_message
 
+#: Default idle time before a server exits; the client passes the configured one (`servers.idle_seconds`).
 IDLE_SECONDS = 600.0
 #: What starting a kernel imports (measured: the debugger alone costs ~0.2 s per kernel otherwise).
 KERNEL_MODULES = (
@@ -45,6 +56,8 @@ KERNEL_MODULES = (
 log = logging.getLogger("workbench.forkserver")
 
 _exit_codes: dict[int, int] = {}
+#: kernels forked and not reaped yet: their exit code is still to come
+_running: set[int] = set()
 
 
 def _reap(*_args: Any) -> None:
@@ -57,6 +70,7 @@ def _reap(*_args: Any) -> None:
         if pid == 0:
             return
         _exit_codes[pid] = os.waitstatus_to_exitcode(status)
+        _running.discard(pid)
         if len(_exit_codes) > 1000:
             _exit_codes.pop(next(iter(_exit_codes)))
 
@@ -195,7 +209,33 @@ def _exit_with_parent(parent_pid: int | None) -> None:
     threading.Thread(target=watch, name="workbench-parent-watch", daemon=True).start()
 
 
-def _handle(conn: socket.socket, listener: socket.socket, loaded: list[str], skipped: list[str]) -> None:
+class _Server:
+    """What the server knows about itself: reported by `ping`, used for its idle and exit decisions."""
+
+    def __init__(self, modules: list[str], loaded: list[str], skipped: list[str], idle: float) -> None:
+        self.modules = sorted(set(modules))
+        self.loaded, self.skipped, self.idle = loaded, skipped, idle
+        self.started = self.last_used = time.time()  # wall clock: compared across servers (LRU)
+        self._used_at = time.monotonic()  # for its own idle time: immune to clock changes
+        self.stopping = False
+
+    def mark_used(self) -> None:
+        self.last_used, self._used_at = time.time(), time.monotonic()
+
+    def status(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), "loaded": self.loaded, "skipped": self.skipped, "modules": self.modules,
+                "executable": sys.executable, "started": self.started, "last_used": self.last_used,
+                "idle_timeout": self.idle}  # fmt: skip
+
+    def idle_expired(self) -> bool:
+        return time.monotonic() - self._used_at > self.idle
+
+    def request_stop(self, *_args: Any) -> None:
+        """SIGTERM: only a flag, so a fork in progress completes; the loop exits within `_poll_interval`."""
+        self.stopping = True
+
+
+def _handle(conn: socket.socket, listener: socket.socket, server: _Server) -> None:
     client_uid = peer_uid(conn)
     if client_uid is not None and client_uid != os.getuid():
         log.warning("refusing a request from uid %s (the socket's folder should not let it in)", client_uid)
@@ -205,26 +245,59 @@ def _handle(conn: socket.socket, listener: socket.socket, loaded: list[str], ski
         return
     op = request.get("op")
     if op == "ping":
-        reply: dict[str, Any] = {"pid": os.getpid(), "loaded": loaded, "skipped": skipped}
+        if request.get("touch"):
+            server.mark_used()
+        reply: dict[str, Any] = server.status()
     elif op == "status":
         pid = int(request["pid"])
-        reply = {"exit_code": _exit_codes.get(pid)}
+        reply = {"exit_code": _exit_codes.get(pid), "running": pid in _running}
     elif op == "spawn":
-        if threading.active_count() > 1:
-            reply = {"error": "the fork server has threads; refusing to fork"}
-        else:
-            pid = os.fork()
-            if pid == 0:
-                conn.close()
-                listener.close()
-                _child(request)
-            reply = {"pid": pid}
+        reply = _spawn(conn, listener, server, request)
+    elif op == "exit":
+        reply = _exit(server, request)
     else:
         reply = {"error": f"unknown op {op!r}"}
     send_message(conn, reply)
 
 
-def serve(path: str, modules: list[str]) -> None:
+def _spawn(conn: socket.socket, listener: socket.socket, server: _Server, request: dict[str, Any]) -> dict[str, Any]:
+    if threading.active_count() > 1:
+        return {"error": "the fork server has threads; refusing to fork"}
+    server.mark_used()
+    pid = os.fork()
+    if pid == 0:
+        conn.close()
+        listener.close()
+        _child(request)
+    _running.add(pid)
+    if pid in _exit_codes:  # it ended (and was reaped) before we got here
+        _running.discard(pid)
+    return {"pid": pid}
+
+
+def _exit(server: _Server, request: dict[str, Any]) -> dict[str, Any]:
+    """Stop after this reply, unless used since the caller's look (`if_last_used`): it was chosen meanwhile."""
+    expected = request.get("if_last_used")
+    if expected is not None and expected != server.last_used:
+        return {"stopping": False, "last_used": server.last_used}
+    server.stopping = True
+    return {"stopping": True}
+
+
+def _still_ours(path: str, identity: int) -> bool:
+    """False once the socket file was removed or replaced by a newer server's."""
+    try:
+        return os.stat(path).st_ino == identity
+    except FileNotFoundError:
+        return False
+
+
+def _poll_interval(idle: float) -> float:
+    """How often the loop looks at its socket, idle time and stop flag when no request comes."""
+    return max(0.05, min(1.0, idle / 4))
+
+
+def serve(path: str, modules: list[str], idle: float = IDLE_SECONDS) -> None:
     logging.basicConfig(level=logging.WARNING)
     loaded, skipped = preload(modules)
     # Python's advice for fork servers: freeze what is preloaded, so the kernels' garbage
@@ -235,42 +308,39 @@ def serve(path: str, modules: list[str]) -> None:
     if threading.active_count() > 1:
         log.warning("preloading started threads (%s); forking is unsafe, exiting", threading.enumerate())
         return
+    server = _Server(modules, loaded, skipped, idle)
     signal.signal(signal.SIGCHLD, _reap)
+    signal.signal(signal.SIGTERM, server.request_stop)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     tmp = f"{path}.{os.getpid()}"
     listener.bind(tmp)
     listener.listen(64)
     os.replace(tmp, path)  # atomically visible: clients never see a half-ready socket
     identity = os.stat(path).st_ino
-    listener.settimeout(5.0)
-    last_request = time.monotonic()
+    listener.settimeout(_poll_interval(idle))
     try:
-        while True:
+        while not server.stopping and not server.idle_expired() and _still_ours(path, identity):
             try:
                 conn, _ = listener.accept()
-            except TimeoutError:
-                try:
-                    if os.stat(path).st_ino != identity:
-                        return  # replaced by a newer server
-                except FileNotFoundError:
-                    return
-                if time.monotonic() - last_request > IDLE_SECONDS:
-                    return
+            except (TimeoutError, InterruptedError):
                 continue
-            except InterruptedError:
-                continue
-            last_request = time.monotonic()
             with conn:
                 conn.settimeout(30)
                 try:
-                    _handle(conn, listener, loaded, skipped)
+                    _handle(conn, listener, server)
                 except (OSError, ValueError) as exc:
                     log.debug("bad request: %s", exc)
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            if os.stat(path).st_ino == identity:
+        if _still_ours(path, identity):
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
 
 
+def main(argv: list[str]) -> None:
+    """`SOCKET [MODULES [IDLE_SECONDS]]`: MODULES comma-separated."""
+    modules = [m for m in argv[1].split(",") if m] if len(argv) > 1 else []
+    serve(argv[0], modules, float(argv[2]) if len(argv) > 2 else IDLE_SECONDS)
+
+
 if __name__ == "__main__":
-    serve(sys.argv[1], [m for m in sys.argv[2].split(",") if m] if len(sys.argv) > 2 else [])
+    main(sys.argv[1:])
