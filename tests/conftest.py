@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
+
+# Fork servers of this test session live in a private runtime folder of their own (inherited by
+# every child process): tests never reuse a server left by another session or by older code.
+_RUNTIME_DIR = tempfile.mkdtemp(prefix="wb-test-runtime-")
+os.environ["XDG_RUNTIME_DIR"] = _RUNTIME_DIR
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_fork_servers_at_exit():
+    yield
+    from workbench.kernels.servers import stop_all
+
+    stop_all()
+    shutil.rmtree(_RUNTIME_DIR, ignore_errors=True)
 
 
 @pytest.fixture()
