@@ -8,6 +8,10 @@ cores/K BLAS/OpenMP threads so parallel runs never oversubscribe the machine, or
 Grid values are comma lists (`lr=0.01,0.1,1`); with `random=N`, N combinations are sampled from
 the grid, and a parameter may also be a distribution: `uniform(a,b)`, `loguniform(a,b)` or
 `randint(a,b)` (both ends included).
+
+A sweep is refused before anything is queued when it has more runs than `max_sweep_runs` or
+asks for more runs at a time than `max_parallel` (see `sweep_limits`): one REST call, one widget
+click or one typo in a shell loop must not queue ten thousand runs or start a billion kernels.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import numbers
 import os
 import random as random_module
 import re
@@ -109,6 +114,101 @@ def parse_grid_option(text: str, declared: dict[str, dict[str, Any]], allow_new:
     return name, [coerce_text(name, v.strip(), type_name) for v in values.split(",")]
 
 
+#: Most runs one sweep may queue by default (workspace setting `max_sweep_runs`, env below).
+DEFAULT_MAX_SWEEP_RUNS = 1000
+#: Default most runs at a time, per core: room for notebooks that mostly wait (on I/O, remote
+#: services), while each extra kernel still costs a process and its memory (~100 MB+ each).
+PARALLEL_PER_CORE = 4
+ENV_MAX_SWEEP_RUNS = "WORKBENCH_MAX_SWEEP_RUNS"
+ENV_MAX_PARALLEL = "WORKBENCH_MAX_PARALLEL"
+
+
+@dataclass(frozen=True)
+class SweepLimits:
+    """The caps a sweep must fit in (see `sweep_limits`)."""
+
+    max_runs: int
+    max_parallel: int
+
+
+def _configured_limit(ws: Workspace, setting: str, env: str, default: int) -> int:
+    """A positive integer from `$env` (wins: one process, e.g. a server), the workspace setting, or `default`."""
+    raw: Any = os.environ.get(env)
+    source = f"${env}"
+    if raw is None or not str(raw).strip():
+        raw, source = ws.setting(setting), f"workspace setting {setting!r}"
+    if raw is None:
+        return default
+    try:
+        value = int(str(raw).strip()) if not isinstance(raw, (bool, float)) else None
+    except ValueError:
+        value = None
+    if value is None or value < 1:
+        raise ValidationError(f"{source} must be a positive whole number, not {raw!r}.",
+                              f"Fix it, or remove it to use the default of {default:,}.")  # fmt: skip
+    return value
+
+
+def sweep_limits(ws: Workspace | None = None) -> SweepLimits:
+    """The caps on a sweep: `$WORKBENCH_MAX_SWEEP_RUNS` / setting `max_sweep_runs` (default 1,000
+    runs) and `$WORKBENCH_MAX_PARALLEL` / setting `max_parallel` (default 4 x cores)."""
+    ws = ws or current_workspace()
+    return SweepLimits(
+        max_runs=_configured_limit(ws, "max_sweep_runs", ENV_MAX_SWEEP_RUNS, DEFAULT_MAX_SWEEP_RUNS),
+        max_parallel=_configured_limit(ws, "max_parallel", ENV_MAX_PARALLEL, PARALLEL_PER_CORE * default_parallel()),
+    )
+
+
+def _how_to_raise(setting: str, env: str) -> str:
+    return f"raise the limit with ${env}=N or the workspace setting: wb.Workspace(...).set_setting({setting!r}, N)."
+
+
+def check_parallel(parallel: Any, ws: Workspace | None = None) -> int:
+    """Runs at a time for a sweep: `parallel` if it is a whole number within the cap, else a clear
+    error; None means one per core (within the cap)."""
+    cap = sweep_limits(ws).max_parallel
+    if parallel is None:
+        return min(default_parallel(), cap)
+    if isinstance(parallel, bool) or not isinstance(parallel, numbers.Integral) or parallel < 1:
+        raise ValidationError(f"parallel must be a whole number of at least 1, not {parallel!r}.")
+    if parallel > cap:
+        raise ValidationError(f"parallel={int(parallel):,} is more than the limit of {cap:,} runs at a time.",
+                              "Ask for fewer, or " + _how_to_raise("max_parallel", ENV_MAX_PARALLEL))  # fmt: skip
+    return int(parallel)
+
+
+def sweep_size(space: Space, random: Any = None) -> int:
+    """How many runs `expand(space, random)` makes, computed without building them."""
+    if random is not None and (isinstance(random, bool) or not isinstance(random, numbers.Integral) or random < 1):
+        raise ValidationError(f"random must be a whole number of at least 1, not {random!r}.")
+    grid = math.prod(len(v) for v in space.values() if not isinstance(v, Distribution))
+    if random is None:
+        return grid
+    if any(isinstance(v, Distribution) for v in space.values()):
+        return int(random)
+    return min(int(random), grid)
+
+
+def check_sweep_size(space: Space, random: Any = None, ws: Workspace | None = None) -> int:
+    """The number of runs of the sweep, refused (before anything is queued) past `max_sweep_runs`."""
+    size = sweep_size(space, random)
+    cap = sweep_limits(ws).max_runs
+    if size > cap:
+        raise ValidationError(f"This sweep has {size:,} runs, more than the limit of {cap:,} per sweep.",
+                              "Sweep fewer values (or sample some with --random N), or "
+                              + _how_to_raise("max_sweep_runs", ENV_MAX_SWEEP_RUNS))  # fmt: skip
+    return size
+
+
+def _combination(lists: list[list[Any]], index: int) -> tuple[Any, ...]:
+    """The `index`-th tuple of `itertools.product(*lists)`, without building the others."""
+    picked = []
+    for values in reversed(lists):
+        index, position = divmod(index, len(values))
+        picked.append(values[position])
+    return tuple(reversed(picked))
+
+
 def expand(space: Space, random: int | None = None, seed: int = 0) -> list[dict[str, Any]]:
     """Parameter sets of a sweep: the full grid, or `random` samples from it."""
     if not space:
@@ -126,8 +226,11 @@ def expand(space: Space, random: int | None = None, seed: int = 0) -> list[dict[
         raise ValidationError(f"--random must be at least 1, got {random}.")
     rng = random_module.Random(seed)
     if not has_distribution:
-        combos = list(itertools.product(*space.values()))
-        picked = rng.sample(combos, min(random, len(combos)))
+        # Sample positions, not a list of every combination: a 100^4 grid is 10^8 tuples. Same
+        # draws as sampling the list (random.sample only uses its length).
+        lists = [list(values) for values in space.values()]  # type: ignore[arg-type]
+        total = math.prod(len(values) for values in lists)
+        picked = [_combination(lists, index) for index in rng.sample(range(total), min(random, total))]
         return [dict(zip(names, combo, strict=True)) for combo in picked]
     return [
         {name: values.sample(rng) if isinstance(values, Distribution) else rng.choice(values)
@@ -161,19 +264,19 @@ def sweep(
     """Run `notebook` once per parameter set of `grid` (or `random` samples of it).
 
     `grid` maps a parameter to a list of values (or a `Distribution`); `params` are fixed values
-    for every run. Returns when every run has ended; failures are in `result.failed`.
+    for every run. Returns when every run has ended; failures are in `result.failed`. A sweep
+    bigger than `sweep_limits(ws)` allows is refused with nothing queued.
     """
     ws = ws or current_workspace()
     if executor not in ("local", "dask"):
         raise ValidationError(f"Unknown executor {executor!r}.", "Use 'local' or 'dask'.")
     if executor == "dask" and not scheduler:
         raise ValidationError("The dask executor needs a scheduler address.", "Pass --scheduler tcp://HOST:8786.")
-    parallel = parallel or default_parallel()
-    if parallel < 1:
-        raise ValidationError(f"--parallel must be at least 1, got {parallel}.")
-    read_notebook(notebook)  # a missing or broken notebook fails before anything else
+    parallel = check_parallel(parallel, ws)
     space: Space = {name: values if isinstance(values, Distribution) else list(values)
                     for name, values in (grid or {}).items()}  # fmt: skip
+    check_sweep_size(space, random, ws)  # before building (or queueing) a single run
+    read_notebook(notebook)  # a missing or broken notebook fails before anything else
     combos = expand(space, random, seed)
     experiment = validate_name(experiment or f"sweep-{os.path.splitext(os.path.basename(notebook))[0]}",
                                "experiment name")  # fmt: skip
@@ -304,6 +407,9 @@ def resume(
     if row is None:
         raise ValidationError(f"No sweep {sweep_id}.", "Sweep ids are printed by 'workbench sweep' (and tag runs).")
     experiment, spec = row[0], json.loads(row[1])
+    if parallel is None:  # the sweep's own choice, within today's cap
+        parallel = min(int(spec.get("parallel") or default_parallel()), sweep_limits(ws).max_parallel)
+    parallel = check_parallel(parallel, ws)  # before re-queueing anything
     superseded = {r for (r,) in _superseded(ws, [r for r, _ in runs])}
     redo = [run_id for run_id, status in runs if status in ("queued", "killed") and run_id not in superseded]
     keep = [run_id for run_id, status in runs if run_id not in redo and run_id not in superseded]
@@ -318,7 +424,6 @@ def resume(
         record = queue(ws, prepared, experiment=experiment, tags=tags, parent_run_id=run_id, sweep_id=sweep_id,
                        pins=pins)  # fmt: skip
         new_ids.append(record.run_id)
-    parallel = parallel or int(spec.get("parallel") or default_parallel())
     statuses = {run_id: get_run(run_id, ws).status for run_id in keep}
     if new_ids:
         if executor == "dask":

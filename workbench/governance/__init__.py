@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from workbench import blobs
+from workbench import blobs, markdown
 from workbench.errors import InvalidNameError, NotFoundError, ValidationError
 from workbench.runs.events import now_iso
 from workbench.runs.ids import check_run_id
@@ -181,16 +181,14 @@ class RunAppender:
 
 
 def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
-    """A small DataFrame as a Markdown table (no optional `tabulate` dependency)."""
+    """A small DataFrame as a Markdown table; cells are escaped (group labels are user data)."""
 
-    def cell(value: Any) -> str:
+    def cell(value: Any) -> Any:
         if isinstance(value, float):
             return "n/a" if value != value else f"{value:.{digits}g}"
-        return str(value)
+        return value
 
-    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + " --- |" * len(frame.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join(lines)
+    return markdown.table(list(frame.columns), [[cell(v) for v in row] for row in frame.itertuples(index=False)])
 
 
 __all__ = ["RunAppender", "Subject", "markdown_table", "resolve", "safe_key"]

@@ -5,6 +5,11 @@ calls one library function in a worker thread (DuckDB and file I/O block, and th
 server must keep serving kernels and other tabs meanwhile) and returns JSON. Errors a user can
 act on (`WorkbenchError`) become `400 {"error", "hint"}` (`NotFoundError`: 404); anything else
 is a bug and keeps jupyter_server's usual 500 with a traceback in the log.
+
+Input is checked here, in one place, so no client mistake reaches a library call as a type or
+size it cannot handle: a POST body is at most `MAX_BODY_BYTES` (else 413) and `MAX_JSON_DEPTH`
+levels deep (else 400; parsing and everything that walks the data later recurse), and numeric
+arguments are whole numbers within a stated range (`int_argument`, `int_field`).
 """
 
 from __future__ import annotations
@@ -30,10 +35,22 @@ from workbench.workspace import DEFAULT_DIRNAME, ENV_HOME, Workspace, init_works
 API_PREFIX = "workbench/api"
 #: Most rows the runs table asks for when the client gives no limit: keeps polling cheap.
 DEFAULT_RUNS_LIMIT = 500
+#: Most rows one runs request may ask for (a bigger `limit` is a 400, not a DuckDB overflow).
+MAX_RUNS_LIMIT = 100_000
+#: Largest POST body: requests carry a notebook path, parameters and a sweep grid (a few KiB).
+MAX_BODY_BYTES = 1024 * 1024
+#: Deepest nesting of arrays/objects in a POST body; parameters need a handful of levels.
+MAX_JSON_DEPTH = 32
+#: Largest integer a body or query argument may carry by default (fits every catalog integer column).
+MAX_INT = 2**31 - 1
 
 
 class ModelRegistryMissing(Exception):
     """An optional module (model registry, serving, compare) is not importable in this install."""
+
+
+class BodyTooLargeError(ValidationError):
+    """A request body over `MAX_BODY_BYTES` (answered 413)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -103,6 +120,65 @@ def frame_records(frame: Any) -> list[dict[str, Any]]:
     return out
 
 
+def json_depth(value: Any, stop_after: int = MAX_JSON_DEPTH) -> int:
+    """How deeply arrays/objects nest in parsed JSON (a scalar is 0), counted without recursion.
+
+    Stops counting once past `stop_after`: the caller only needs to know the limit is exceeded.
+    """
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack and deepest <= stop_after:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def parse_json_body(raw: bytes) -> dict[str, Any]:
+    """A request body as a JSON object (empty: `{}`), refused if too big, too deep or not an object."""
+    if len(raw) > MAX_BODY_BYTES:
+        raise BodyTooLargeError(f"The request body is {len(raw):,} bytes, more than the limit of {MAX_BODY_BYTES:,}.")
+    too_deep = ValidationError(f"The request body is nested more than {MAX_JSON_DEPTH} levels deep.",
+                               "Send a flat JSON object of plain values.")  # fmt: skip
+    try:
+        body = json.loads(raw or b"{}")
+    except RecursionError as exc:  # the parser recurses: [[[[...]]]] thousands deep
+        raise too_deep from exc
+    except ValueError as exc:  # also bad UTF-8 and integers of more than 4,300 digits
+        raise ValidationError(f"The request body is not valid JSON: {exc}.") from exc
+    if not isinstance(body, dict):
+        raise ValidationError("The request body must be a JSON object.")
+    if json_depth(body) > MAX_JSON_DEPTH:
+        raise too_deep
+    return body
+
+
+def text_field(data: dict[str, Any], key: str, default: str | None = None) -> str | None:
+    """`data[key]` if it is text; missing, null or "" gives `default`; any other type is a 400."""
+    value = data.get(key)
+    if value is None or value == "":
+        return default
+    if not isinstance(value, str):
+        raise ValidationError(f"{key} must be a string, not {type(value).__name__}.")
+    return value
+
+
+def check_int(name: str, value: Any, minimum: int, maximum: int) -> int:
+    """`value` if it is a whole number in [minimum, maximum], else a 400 naming `name` and the range."""
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise ValidationError(f"{name} must be a whole number from {minimum:,} to {maximum:,}, not {value!r}.")
+    return value
+
+
+def int_field(data: dict[str, Any], key: str, minimum: int = 0, maximum: int = MAX_INT) -> int | None:
+    """`data[key]` as a checked whole number (None when missing or null)."""
+    value = data.get(key)
+    return None if value is None else check_int(key, value, minimum, maximum)
+
+
 # --------------------------------------------------------------------------------------------
 # Workspace
 
@@ -155,6 +231,7 @@ class WorkbenchHandler(APIHandler):
     """Common plumbing: workspace, threaded library calls, JSON replies, error mapping."""
 
     holder: WorkspaceHolder
+    _json_body: dict[str, Any] | None = None
 
     def initialize(self, holder: WorkspaceHolder) -> None:
         self.holder = holder
@@ -189,20 +266,29 @@ class WorkbenchHandler(APIHandler):
             await coro
         except NotFoundError as exc:
             self.fail(404, exc.message, exc.hint)
+        except BodyTooLargeError as exc:
+            self.fail(413, exc.message, exc.hint)
         except WorkbenchError as exc:
             self.fail(400, exc.message, exc.hint)
         except ModelRegistryMissing as exc:
             self.fail(501, str(exc), "This Workbench installation lacks that feature.")
 
     def json_body(self) -> dict[str, Any]:
-        """The request body as a JSON object, or a 400-worthy ValidationError."""
-        try:
-            body = json.loads(self.request.body or b"{}")
-        except ValueError as exc:
-            raise ValidationError(f"The request body is not valid JSON: {exc}.") from exc
-        if not isinstance(body, dict):
-            raise ValidationError("The request body must be a JSON object.")
-        return body
+        """The request body as a checked JSON object (parsed once), or a 4xx-worthy ValidationError."""
+        if self._json_body is None:
+            self._json_body = parse_json_body(self.request.body or b"")
+        return self._json_body
+
+    def int_argument(self, name: str, default: int, minimum: int = 0, maximum: int = MAX_INT) -> int:
+        """A whole-number query argument in [minimum, maximum] (missing or empty: `default`), else a 400."""
+        text = self.get_query_argument(name, None)
+        if text is None or not text.strip():
+            return default
+        text = text.strip()
+        digits = text[1:] if text[:1] in "+-" else text
+        if not digits.isascii() or not digits.isdigit() or len(digits) > len(str(maximum)) + 1:
+            raise ValidationError(f"{name} must be a whole number from {minimum:,} to {maximum:,}, not {text[:40]!r}.")
+        return check_int(name, int(text), minimum, maximum)
 
     def resolve_notebook(self, path: Any) -> Path:
         """A notebook path relative to the server root, refused if it is absolute or escapes it."""
@@ -223,11 +309,20 @@ class WorkbenchHandler(APIHandler):
 
 
 def guarded(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
-    """Decorate a handler method so a user's mistake (`WorkbenchError`) becomes a JSON 4xx reply."""
+    """Decorate a handler method so a user's mistake (`WorkbenchError`) becomes a JSON 4xx reply.
+
+    A POST body is parsed and checked first, even by handlers that ignore it, so every POST
+    route refuses an oversized or absurdly nested body the same way.
+    """
 
     @functools.wraps(method)
     async def wrapper(self: WorkbenchHandler, *args: Any, **kwargs: Any) -> None:
-        await self.guard(method(self, *args, **kwargs))
+        async def checked() -> None:
+            if self.request.method == "POST":
+                self.json_body()
+            await method(self, *args, **kwargs)
+
+        await self.guard(checked())
 
     return wrapper
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import tornado.web
 
-from workbench.errors import ValidationError
 from workbench.jupyter.base import (
     ModelRegistryMissing,
     WorkbenchHandler,
     guarded,
+    int_field,
     optional_import,
+    text_field,
     to_jsonable,
 )
 from workbench.runs.ids import check_run_id
@@ -47,9 +48,9 @@ class PromoteHandler(WorkbenchHandler):
         promote = optional_import("workbench.models.registry", "promote")
         data = self.json_body()
         run_id = check_run_id(data.get("run_id"))
-        alias = data.get("alias") or "production"
+        alias = text_field(data, "alias", "production")
         result = await self.call(
-            promote, run_id, model=data.get("model") or None, alias=alias, reason=data.get("reason") or None
+            promote, run_id, model=text_field(data, "model"), alias=alias, reason=text_field(data, "reason")
         )
         self.reply({**to_jsonable(result), "alias": alias})
 
@@ -62,11 +63,9 @@ class RollbackHandler(WorkbenchHandler):
     async def post(self, name: str) -> None:
         rollback = optional_import("workbench.models.registry", "rollback")
         data = self.json_body()
-        alias = data.get("alias") or "production"
-        to = data.get("to")
-        if to is not None and (isinstance(to, bool) or not isinstance(to, int)):
-            raise ValidationError(f"to must be a version number, not {to!r}.")
-        result = await self.call(rollback, name, alias=alias, to=to, reason=data.get("reason") or None)
+        alias = text_field(data, "alias", "production")
+        to = int_field(data, "to", minimum=1)  # a version number
+        result = await self.call(rollback, name, alias=alias, to=to, reason=text_field(data, "reason"))
         self.reply({**to_jsonable(result), "alias": alias})
 
 

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import threading
 from typing import Any
 
 import tornado.web
 
-from workbench.errors import NotFoundError, ValidationError, WorkbenchError
+from workbench.errors import ValidationError, WorkbenchError
 from workbench.jupyter.base import (
     DEFAULT_RUNS_LIMIT,
+    MAX_RUNS_LIMIT,
     WorkbenchHandler,
     call_with_ws,
     frame_records,
     guarded,
     optional_import,
+    text_field,
 )
 from workbench.runs.ids import check_run_id
 from workbench.workspace import Workspace
@@ -36,11 +37,7 @@ class RunsHandler(WorkbenchHandler):
 
         experiments = [e for arg in self.get_query_arguments("experiment") for e in arg.split(",") if e]
         order = [o for o in self.get_query_arguments("order_by") if o.strip()]
-        limit_text = self.get_query_argument("limit", None)
-        try:
-            limit = int(limit_text) if limit_text not in (None, "") else DEFAULT_RUNS_LIMIT
-        except ValueError as exc:
-            raise ValidationError(f"limit must be an integer, not {limit_text!r}.") from exc
+        limit = self.int_argument("limit", DEFAULT_RUNS_LIMIT, 0, MAX_RUNS_LIMIT)
         frame = await self.call(
             runs,
             experiment=(experiments[0] if len(experiments) == 1 else experiments) if experiments else None,
@@ -61,7 +58,7 @@ class RunsHandler(WorkbenchHandler):
         params = data.get("params") or {}
         if not isinstance(params, dict):
             raise ValidationError("params must be a JSON object of name: value.")
-        experiment = data.get("experiment") or None
+        experiment = text_field(data, "experiment")
         record = await self.call(
             run, str(notebook), params, experiment=experiment, background=True, params_from_text=True
         )
@@ -86,14 +83,10 @@ class RunNotebookHandler(WorkbenchHandler):
     @tornado.web.authenticated
     @guarded
     async def get(self, run_id: str) -> None:
-        from workbench.runs.store import executed_notebook_path
+        from workbench.runs.store import read_executed_notebook
 
         def read(ws: Workspace) -> Any:
-            path = executed_notebook_path(check_run_id(run_id), ws)
-            if not path.is_file():
-                raise NotFoundError(f"The executed notebook of run {run_id} is missing from the store.",
-                                    "Run 'workbench doctor' to check the workspace.")  # fmt: skip
-            return json.loads(path.read_text(encoding="utf-8"))
+            return json.loads(read_executed_notebook(check_run_id(run_id), ws).decode("utf-8"))
 
         self.reply(await self.call(read))
 
@@ -125,8 +118,9 @@ class RunCancelHandler(WorkbenchHandler):
 class SweepsHandler(WorkbenchHandler):
     """POST sweeps: start a grid sweep; returns at once, the runs appear queued in the runs list.
 
-    Cheap checks (notebook, parameter names and value types, grid shape) run before replying,
-    so mistakes come back as a 400 instead of vanishing into the server log.
+    Cheap checks (notebook, the sweep's size and parallelism against the library's caps,
+    parameter names and value types, grid shape) run before replying, so mistakes come back as a
+    400 instead of vanishing into the server log, and a refused sweep queues nothing.
     """
 
     #: Sweeps running in this server process (kept so their threads are not orphaned silently).
@@ -136,7 +130,7 @@ class SweepsHandler(WorkbenchHandler):
     @guarded
     async def post(self) -> None:
         from workbench.runs.params import read_notebook, validate_params
-        from workbench.sweeps import sweep
+        from workbench.sweeps import check_parallel, check_sweep_size, sweep
 
         data = self.json_body()
         notebook = self.resolve_notebook(data.get("notebook"))
@@ -150,20 +144,20 @@ class SweepsHandler(WorkbenchHandler):
         if not isinstance(params, dict):
             raise ValidationError("params must be a JSON object of name: value.")
         parallel = data.get("parallel")
-        if parallel is not None and (isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1):
-            raise ValidationError(f"parallel must be a positive integer, not {parallel!r}.")
-        experiment = data.get("experiment") or None
+        experiment = text_field(data, "experiment")
+        ws = await asyncio.to_thread(self.holder.get)
 
         def check() -> int:
+            check_parallel(parallel, ws)
+            total = check_sweep_size(grid, None, ws)  # before validating (or queueing) 10,000 values
             nb = read_notebook(notebook)
             validate_params(nb, params, from_text=True, label=notebook.name)
             for name, values in grid.items():
                 for value in values:
                     validate_params(nb, {name: value}, from_text=True, label=notebook.name)
-            return math.prod(len(v) for v in grid.values())
+            return total
 
         total = await asyncio.to_thread(check)
-        ws = await asyncio.to_thread(self.holder.get)
         log = self.log
 
         def work() -> None:

@@ -1,20 +1,39 @@
 """Model cards: what a model version is, where it came from and how well it did.
 
 Built only from the registry's copy of the run's facts (and the run, when it still exists, for
-code version and notebook), as Markdown for terminals and repositories, and as standalone HTML.
-Extra sections (explanations, fairness) are added by whoever computed them, as run artifacts
-named `card/<section>.md`, so this module does not need to know about them.
+code version and notebook), as Markdown for terminals and repositories, and as standalone HTML
+rendered from that Markdown. Extra sections (explanations, fairness) are added by whoever
+computed them, as run artifacts named `card/<section>.md`, so this module does not need to know
+about them.
+
+Almost everything on a card is user text (promotion reasons, parameter values, class labels,
+column names, fairness group labels), and cards are published: pasted into pull requests, wikis
+and CI pages. So user text is escaped for Markdown (`md_text`), extra sections are made inert
+(no raw HTML, no links), and the HTML card comes from a real CommonMark renderer with raw HTML
+turned off, so nothing on a card can run script or smuggle a link into whatever shows it.
 """
 
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from typing import Any
 
+from markdown_it import MarkdownIt
+
 from workbench.errors import NotFoundError
+from workbench.markdown import inert_section, md_text
 from workbench.models.registry import ModelVersion, get_version
 from workbench.runs.store import Run, get_run, load_artifact
 from workbench.workspace import Workspace, current_workspace
+
+#: What keeps the HTML card self-contained and inert even if something slipped through.
+_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+_STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;line-height:1.4}"
+    "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}"
+    "th{background:#f4f4f4}code{background:#f4f4f4;padding:0 .2em}"
+)
 
 
 def _facts(version: ModelVersion, run: Run | None) -> list[tuple[str, str]]:
@@ -57,45 +76,44 @@ def model_card(ref: str, fmt: str = "markdown", ws: Workspace | None = None) -> 
     ws = ws or current_workspace()
     version = get_version(ref, ws)
     run = _optional_run(version.run_id, ws)
-    facts = _facts(version, run)
-    metrics = sorted((k, v) for k, v in version.metrics.items() if v is not None)
-    params = sorted(version.params.items())
-    schema = version.schema or []
-    extra = _extra_sections(run, ws)
-    if fmt == "html":
-        return _html(version, facts, metrics, params, schema, extra)
-    lines = [f"# Model card: {version.ref}", ""]
-    lines += [f"- **{k}**: {v}" for k, v in facts]
-    lines += ["", "## Metrics", "", "| metric | value |", "| --- | --- |"]
-    lines += [f"| {k} | {_fmt(v)} |" for k, v in metrics] or ["| (none) | |"]
-    lines += ["", "## Parameters", "", "| parameter | value |", "| --- | --- |"]
-    lines += [f"| {k} | {v} |" for k, v in params] or ["| (none) | |"]
-    lines += ["", "## Input schema", "", "| column | dtype |", "| --- | --- |"]
-    lines += [f"| {c['name']} | {c['dtype']} |" for c in schema] or ["| (not recorded) | |"]
+    markdown = card_markdown(version, run, _extra_sections(run, ws))
+    return card_html(version.ref, markdown) if fmt == "html" else markdown
+
+
+def card_markdown(version: ModelVersion, run: Run | None = None, extra: Sequence[tuple[str, str]] = ()) -> str:
+    """The Markdown card: facts, metrics, parameters, input schema, then the extra sections."""
+    lines = [f"# Model card: {md_text(version.ref)}", ""]
+    lines += [f"- **{k}**: {md_text(v)}" for k, v in _facts(version, run)]
+    metrics = sorted((k, _fmt(v)) for k, v in version.metrics.items() if v is not None)
+    lines += _table("Metrics", ("metric", "value"), metrics, "(none)")
+    lines += _table("Parameters", ("parameter", "value"), sorted(version.params.items()), "(none)")
+    schema = [(c.get("name", ""), c.get("dtype", "")) for c in version.schema or []]
+    lines += _table("Input schema", ("column", "dtype"), schema, "(not recorded)")
     for title, text in extra:
-        lines += ["", f"## {title}", "", text.strip()]
+        lines += ["", f"## {md_text(title)}", "", inert_section(text).strip()]
     return "\n".join(lines) + "\n"
+
+
+def _table(title: str, headers: tuple[str, str], rows: Sequence[tuple[Any, Any]], empty: str) -> list[str]:
+    """A titled two-column Markdown table with every cell escaped."""
+    lines = ["", f"## {title}", "", f"| {headers[0]} | {headers[1]} |", "| --- | --- |"]
+    return lines + ([f"| {md_text(a)} | {md_text(b)} |" for a, b in rows] or [f"| {empty} | |"])
 
 
 def _fmt(value: Any) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
-def _html(version: ModelVersion, facts: list, metrics: list, params: list, schema: list, extra: list) -> str:
-    def table(headers: tuple[str, str], rows: list[tuple[Any, Any]]) -> str:
-        head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-        body = "".join(f"<tr><td>{html.escape(str(a))}</td><td>{html.escape(_fmt(b))}</td></tr>" for a, b in rows)
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+def card_html(title: str, markdown: str) -> str:
+    """A standalone HTML page of the Markdown card, rendered by CommonMark with raw HTML off.
 
-    parts = [
-        f"<h1>Model card: {html.escape(version.ref)}</h1>",
-        "<ul>" + "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in facts) + "</ul>",
-        "<h2>Metrics</h2>", table(("metric", "value"), metrics),
-        "<h2>Parameters</h2>", table(("parameter", "value"), params),
-        "<h2>Input schema</h2>", table(("column", "dtype"), [(c["name"], c["dtype"]) for c in schema]),
-    ]  # fmt: skip
-    for title, text in extra:
-        parts += [f"<h2>{html.escape(title)}</h2>", f"<pre>{html.escape(text)}</pre>"]
-    style = "body{font-family:sans-serif;max-width:60em;margin:2em auto}td,th{border:1px solid #ccc;padding:2px 8px}"
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(version.ref)}</title>"
-            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")  # fmt: skip
+    markdown-it also refuses `javascript:`/`vbscript:`/`data:` link targets; the page's Content
+    Security Policy allows no script and no remote resource at all, as a last line of defence.
+    """
+    renderer = MarkdownIt("commonmark", {"html": False}).enable("table")
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
+        f"<title>Model card: {html.escape(title)}</title><style>{_STYLE}</style></head>\n"
+        f"<body>\n{renderer.render(markdown)}</body></html>\n"
+    )
