@@ -5,6 +5,9 @@ own by importing this module and decorating a function, so the doctor knows abou
 without this file knowing their internals. Each check yields `Finding`s; with `fix=True` a check
 repairs what it safely can (leftover scratch files, orphan blobs past a grace period) and says so.
 Nothing a user registered is ever deleted.
+
+Stored files are also checked against the hash they were stored under (`damaged_files`): a file
+that no longer matches is listed as damaged, since every reader refuses it.
 """
 
 from __future__ import annotations
@@ -12,16 +15,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import duckdb
 
 from workbench import blobs
-from workbench.catalog import connect
+from workbench.catalog import connect, transaction
 from workbench.catalog.migrate import available_migrations, schema_version
 from workbench.workspace import Workspace
 
 #: Blobs and scratch files younger than this may belong to work in progress: never removed.
 GRACE_SECONDS = 3600
+#: Damaged files named in one finding (the rest are counted).
+LISTED = 20
 
 
 @dataclass
@@ -66,6 +72,29 @@ def referenced_blobs(con: duckdb.DuckDBPyConnection) -> set[str]:
     return found
 
 
+def damaged_files(ws: Workspace, labelled: Iterable[tuple[str, str]]) -> list[str]:
+    """`path (label)` of each present sha256-named blob whose bytes do not match its id.
+
+    `labelled` is (blob id, what it belongs to); missing files are left to the callers' own
+    "missing" findings. Each file is hashed once per process however often it is listed.
+    """
+    damaged = []
+    for blob_id, label in labelled:
+        path = blobs.blob_path(ws, blob_id)
+        if path.is_file() and not blobs.is_intact(path, blobs.expected_sha256(blob_id)):
+            damaged.append(f"{path} ({label})")
+    return damaged
+
+
+def damaged_message(damaged: list[str], kind: str) -> str:
+    """One line naming damaged files (the first `LISTED`) and what to do about them."""
+    listed = "; ".join(damaged[:LISTED]) + (f"; and {len(damaged) - LISTED} more" if len(damaged) > LISTED else "")
+    return (
+        f"{len(damaged)} {kind} file(s) damaged (bytes do not match their hash; they will not be read): {listed}. "
+        "Restore them from a backup or log/register them again"
+    )
+
+
 @check("catalog")
 def _catalog(ws: Workspace, fix: bool) -> Iterator[Finding]:
     with connect(ws) as con:
@@ -80,15 +109,24 @@ def _catalog(ws: Workspace, fix: bool) -> Iterator[Finding]:
 @check("snapshot data")
 def _snapshot_data(ws: Workspace, fix: bool) -> Iterator[Finding]:
     with connect(ws) as con:
-        rows = con.execute("SELECT name, version, blob, row_count FROM snapshots").fetchall()
+        rows = con.execute("SELECT name, version, blob, row_count, file_sha256 FROM snapshots").fetchall()
     bad = 0
+    damaged: list[str] = []
+    unrecorded: dict[str, str] = {}  # legacy rows (no file hash) whose data checked out: blob -> sha256
     reader = duckdb.connect()
-    for name, version, blob_id, row_count in rows:
+    for name, version, blob_id, row_count, file_sha256 in rows:
         path = blobs.blob_path(ws, blob_id)
         if not path.is_file():
             bad += 1
             yield Finding("snapshot data", "error", f"{name}@{version}: data file {path} is missing")
             continue
+        legacy_sha256 = None if file_sha256 else _legacy_file_sha256(path, blob_id)
+        if not (blobs.is_intact(path, file_sha256) if file_sha256 else legacy_sha256):
+            bad += 1
+            damaged.append(f"{path} (snapshot {name}@{version})")
+            continue
+        if legacy_sha256:
+            unrecorded[blob_id] = legacy_sha256
         try:
             actual = reader.execute("SELECT count(*) FROM read_parquet(?)", [str(path)]).fetchone()[0]
         except duckdb.Error as exc:
@@ -99,8 +137,41 @@ def _snapshot_data(ws: Workspace, fix: bool) -> Iterator[Finding]:
             bad += 1
             yield Finding("snapshot data", "error", f"{name}@{version}: {actual} rows on disk, {row_count} recorded")
     reader.close()
+    if damaged:
+        yield Finding("snapshot data", "error", damaged_message(damaged, "snapshot data"))
+    if unrecorded:
+        if fix:
+            _record_file_hashes(ws, unrecorded)
+        yield Finding("snapshot data", "warning",
+                      f"{len(unrecorded)} snapshot data file(s) from an older Workbench have no recorded file hash "
+                      "(each read re-checks their data, which is slower); --fix records it",
+                      fixable=True, fixed=fix)  # fmt: skip
     if not bad:
         yield Finding("snapshot data", "ok", f"{len(rows)} snapshot versions, all data files present")
+
+
+def _legacy_file_sha256(path: Path, blob_id: str) -> str | None:
+    """The sha256 of a snapshot file recorded without one, if its data matches the digest its id
+    names (the rule `snapshots.store.data_path` applies); None if damaged or changed meanwhile."""
+    from workbench.snapshots.store import data_digest
+
+    before = path.stat()
+    if not blobs.is_intact(path, blobs.expected_sha256(blob_id), digest=data_digest):
+        return None
+    sha256 = blobs.sha256_file(path)
+    after = path.stat()
+    same = (before.st_ino, before.st_size, before.st_mtime_ns, before.st_ctime_ns) == (
+        after.st_ino, after.st_size, after.st_mtime_ns, after.st_ctime_ns)  # fmt: skip
+    return sha256 if same else None
+
+
+def _record_file_hashes(ws: Workspace, hashes: dict[str, str]) -> None:
+    """Record the file hash of legacy snapshot files whose data digest was just checked."""
+    with transaction(ws) as con:
+        for blob_id, sha256 in hashes.items():
+            con.execute(
+                "UPDATE snapshots SET file_sha256 = ? WHERE blob = ? AND file_sha256 IS NULL", [sha256, blob_id]
+            )
 
 
 @check("orphan blobs")

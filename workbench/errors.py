@@ -49,3 +49,7 @@ class StoreBusyError(WorkbenchError):
     """The catalog stayed locked by other processes for longer than the bounded wait."""
 
     exit_code = 3
+
+
+class BlobIntegrityError(WorkbenchError):
+    """A stored file's bytes no longer match the hash it was stored under: it is not read."""

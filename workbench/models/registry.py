@@ -298,7 +298,8 @@ def load(ref: str, ws: Workspace | None = None) -> tuple[Any, ModelVersion]:
 
     ws = _ws(ws)
     version = get_version(ref, ws)
-    return load_model(blobs.blob_path(ws, version.blob).read_bytes(), version.meta), version
+    data = blobs.read_verified(ws, version.blob, what=f"model {version.ref}")
+    return load_model(data, version.meta), version
 
 
 def versions(name: str, ws: Workspace | None = None) -> list[ModelVersion]:

@@ -103,15 +103,12 @@ def rerun(run_id: str, *, experiment: str | None = None, ws: Workspace | None = 
             f"Run {run_id} is an interactive run: there is no notebook execution to repeat.",
             "Rerun works on runs started with 'workbench run' or wb.run().",
         )
-    source_path = blobs.blob_path(ws, original.notebook_blob)
-    if not source_path.is_file():
-        raise NotFoundError(f"The notebook content of run {run_id} is missing from the store.",
-                            "Run 'workbench doctor' to check the workspace.")  # fmt: skip
+    source = blobs.read_verified(ws, original.notebook_blob, what=f"notebook content of run {run_id}")
     for message in reproducibility_differences(original):
         warnings.warn(message, ReproducibilityWarning, stacklevel=2)
     prepared = prepare(
         original.notebook or "notebook.ipynb", original.params, allow_new_params=True, kernel_name=original.kernel,
-        source=source_path.read_bytes(), **fast_options(ws, None),
+        source=source, **fast_options(ws, None),
     )  # fmt: skip
     pins = dict(ref.split("@") for ref in original.inputs)
     record = queue(ws, prepared, experiment=experiment or original.experiment, tags=original.tags,

@@ -154,22 +154,29 @@ def metric_history(run_ids: str | list[str], key: str, ws: Workspace | None = No
 
 
 def artifact_path(run: Run | str, name: str, ws: Workspace | None = None) -> Path:
-    """Local path of a run's artifact file (read-only: it lives in the content-addressed store)."""
+    """Local path of a run's artifact file (read-only: it lives in the content-addressed store),
+    checked against its hash first."""
     ws = ws or current_workspace()
-    found = (run if isinstance(run, Run) else get_run(run, ws)).artifact(name)
-    return blobs.blob_path(ws, found.blob)
+    record = run if isinstance(run, Run) else get_run(run, ws)
+    found = record.artifact(name)
+    return blobs.verified_path(ws, found.blob, what=_artifact_label(record, name))
+
+
+def _artifact_label(record: Run, name: str) -> str:
+    return f"artifact {name!r} of run {record.run_id}"
 
 
 def load_artifact(run: Run | str, name: str, ws: Workspace | None = None) -> Any:
     """An artifact as a Python object: models are loaded with skops' trusted types, figures as
     plotly Figures, text as str, anything else as bytes."""
     ws = ws or current_workspace()
-    found = (run if isinstance(run, Run) else get_run(run, ws)).artifact(name)
-    data = blobs.blob_path(ws, found.blob).read_bytes()
+    record = run if isinstance(run, Run) else get_run(run, ws)
+    found = record.artifact(name)
+    data = blobs.read_verified(ws, found.blob, what=_artifact_label(record, name))
     if found.kind == "model":
         from workbench.models.serialization import load_model
 
-        return load_model(data)
+        return load_model(data, found.meta)
     if found.kind == "figure":
         import plotly.io
 
@@ -182,6 +189,17 @@ def load_artifact(run: Run | str, name: str, ws: Workspace | None = None) -> Any
 def executed_notebook_path(run: Run | str, ws: Workspace | None = None) -> Path:
     ws = ws or current_workspace()
     record = run if isinstance(run, Run) else get_run(run, ws)
+    return blobs.verified_path(ws, _output_blob(record), what=f"executed notebook of run {record.run_id}")
+
+
+def read_executed_notebook(run: Run | str, ws: Workspace | None = None) -> bytes:
+    """The executed notebook's bytes, checked against their hash (for viewers)."""
+    ws = ws or current_workspace()
+    record = run if isinstance(run, Run) else get_run(run, ws)
+    return blobs.read_verified(ws, _output_blob(record), what=f"executed notebook of run {record.run_id}")
+
+
+def _output_blob(record: Run) -> str:
     if not record.output_blob:
         raise ValidationError(f"Run {record.run_id} has no executed notebook (status {record.status}).")
-    return blobs.blob_path(ws, record.output_blob)
+    return record.output_blob

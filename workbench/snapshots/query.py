@@ -5,6 +5,12 @@ Queries run in a scratch in-memory DuckDB, never in the catalog. Before a query 
 `read_parquet(...)` of that version's file (the reference is validated by `parse_ref`, and the
 path is Workbench's own), and each snapshot name is also a view of its latest version, so
 `select * from wine` works too.
+
+Every file a query reads is checked against its recorded hash first (`store.data_path`). Views
+are therefore created only for the snapshot names that appear in the query text: checking every
+snapshot's file on each query would hash the whole workspace, and one damaged snapshot would
+break queries that never touch it. A name the text does not contain has no view, so a query
+cannot reach an unchecked file through it.
 """
 
 from __future__ import annotations
@@ -21,6 +27,12 @@ from workbench.workspace import Workspace, current_workspace
 _SNAPSHOT_CALL = re.compile(r"""\bsnapshot\s*\(\s*'([^']*)'\s*\)""", re.IGNORECASE)
 
 
+def mentions(query: str, name: str) -> bool:
+    """Whether `name` occurs in `query` as a whole identifier (DuckDB names ignore case)."""
+    pattern = rf"(?<![A-Za-z0-9_$]){re.escape(name)}(?![A-Za-z0-9_$])"
+    return re.search(pattern, query, re.IGNORECASE) is not None
+
+
 def prepare(con: duckdb.DuckDBPyConnection, query: str, ws: Workspace) -> str:
     """Rewrite `snapshot('ref')` calls and create one view per snapshot name in `con`."""
     from workbench.snapshots.store import data_path, get, list_snapshots
@@ -30,7 +42,10 @@ def prepare(con: duckdb.DuckDBPyConnection, query: str, ws: Workspace) -> str:
         return f"read_parquet({quote_literal(str(data_path(snap, ws)))})"
 
     rewritten = _SNAPSHOT_CALL.sub(replace, query)
+    without_calls = _SNAPSHOT_CALL.sub(" ", query)
     for snap in list_snapshots(ws=ws):
+        if not mentions(without_calls, snap.name):
+            continue
         path = quote_literal(str(data_path(snap, ws)))
         con.execute(f"CREATE OR REPLACE VIEW {quote_ident(snap.name)} AS SELECT * FROM read_parquet({path})")
     return rewritten.strip().rstrip(";")

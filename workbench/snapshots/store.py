@@ -6,6 +6,16 @@ then moved whole into the blob store. Only then does one short catalog transacti
 next version number (or find the existing version with the same content hash) and insert the
 row. A crash at any point leaves either no snapshot or a complete one; at worst an orphan blob,
 which `workbench doctor` removes.
+
+Integrity: the blob id names the *data* (`content_hash`), not the file bytes, so registration also
+records the sha256 of the Parquet file (`file_sha256`) and every read goes through `data_path`,
+which checks the file against it first (`BlobIntegrityError` on a mismatch). Rows registered
+before that column existed (NULL) are checked by recomputing the data digest and comparing it
+with the blob id: slower, but it checks what the id promises, whereas recording the file's hash
+the first time it is read would bless a file swapped before then. `workbench doctor --fix`
+records the hash of such files once their data digest has been checked, so later reads are fast.
+(The data digest detects damage and swapped files; unlike sha256 it is not built to resist a
+deliberately forged file.)
 """
 
 from __future__ import annotations
@@ -32,7 +42,7 @@ from workbench.workspace import Workspace, current_workspace
 
 _COLUMNS = (
     "name, version, content_hash, created_at, creator, source, description, row_count, "
-    "byte_size, columns, profile, blob"
+    "byte_size, columns, profile, blob, file_sha256"
 )
 
 
@@ -52,6 +62,8 @@ class Snapshot:
     columns: list[dict[str, str]]
     profile: dict[str, dict[str, Any]]
     blob: str
+    #: sha256 of the Parquet file (None: registered before it was recorded; see the module doc).
+    file_sha256: str | None = field(default=None, repr=False)
     #: False when registration found identical content already registered under this name.
     created: bool = field(default=True, compare=False)
 
@@ -61,6 +73,7 @@ class Snapshot:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data.pop("file_sha256")  # an integrity detail, not part of the public description
         data["created_at"] = self.created_at.isoformat()
         data["ref"] = self.ref
         return data
@@ -122,8 +135,52 @@ def register(
         # The Parquet file leaves the context above only once complete; adopt it under its hash.
         blob_id = f"{digest}.parquet"
         byte_size = tmp.stat().st_size
-        blobs.adopt(ws, blob_id, tmp)
-    return _insert(ws, name, digest, source.describe(), description, row_count, byte_size, columns, stats, blob_id)
+        stored = _store_data_file(con, ws, blob_id, tmp, digest)
+    return _insert(ws, name, digest, source.describe(), description, row_count, byte_size, columns, stats, blob_id,
+                   stored)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _StoredFile:
+    """The file now under a snapshot blob id: its sha256, and whether a damaged copy was replaced."""
+
+    sha256: str
+    #: True when a damaged stored copy was replaced: every row of the blob id takes the new hash.
+    replaced: bool = False
+
+
+def _store_data_file(con: Any, ws: Workspace, blob_id: str, tmp: Path, digest: str) -> _StoredFile:
+    """Move the finished Parquet file into the store; return the hash of the file stored there.
+
+    The same data may already be stored (another name, an earlier registration, an interrupted
+    one) with different bytes: Parquet encoding is not canonical. That file is kept if its data
+    matches the digest; a damaged one is replaced by the fresh file.
+    """
+    fresh = blobs.sha256_file(tmp)
+    if blobs.adopt_new(ws, blob_id, tmp):
+        return _StoredFile(fresh)
+    target = blobs.blob_path(ws, blob_id)
+    stored = blobs.sha256_file(target)
+    if stored == fresh or _data_digest_with(con, target) == digest:
+        return _StoredFile(stored)
+    blobs.replace_damaged(ws, blob_id, tmp)
+    return _StoredFile(fresh, replaced=True)
+
+
+def _data_digest_with(con: Any, path: Path) -> str:
+    """The data digest of a Parquet file ('' if it cannot be read as Parquet)."""
+    import duckdb
+
+    try:
+        return content_hash(con, path, read_columns(con, path))[0]
+    except duckdb.Error:
+        return ""
+
+
+def data_digest(path: Path) -> str:
+    """The data digest of a Parquet file, for checking legacy snapshot files against their id."""
+    with engine() as con:
+        return _data_digest_with(con, path)
 
 
 def _insert(
@@ -137,8 +194,15 @@ def _insert(
     columns: list,
     stats: dict,
     blob_id: str,
+    stored: _StoredFile,
 ) -> Snapshot:
     with transaction(ws) as con:
+        # Every row of a blob id describes the same file, whose data was just checked: rows
+        # without a hash (or, after a damaged copy was replaced, all of them) take its hash.
+        con.execute(
+            "UPDATE snapshots SET file_sha256 = ? WHERE blob = ? AND (file_sha256 IS NULL OR ?)",
+            [stored.sha256, blob_id, stored.replaced],
+        )
         existing = con.execute(
             f"SELECT {_COLUMNS} FROM snapshots WHERE name = ? AND content_hash = ? ORDER BY version LIMIT 1",
             [name, digest],
@@ -163,9 +227,10 @@ def _insert(
             columns,
             stats,
             blob_id,
+            stored.sha256,
         )
         con.execute(
-            f"INSERT INTO snapshots ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO snapshots ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 snap.name,
                 snap.version,
@@ -179,6 +244,7 @@ def _insert(
                 json.dumps(snap.columns),
                 json.dumps(snap.profile),
                 snap.blob,
+                snap.file_sha256,
             ],
         )
         audit.record(con, "snapshot.registered", snap.ref, {"rows": row_count, "source": source})
@@ -238,14 +304,15 @@ def list_snapshots(name: str | None = None, all_versions: bool = False, ws: Work
 
 
 def data_path(snap: Snapshot, ws: Workspace | None = None) -> Path:
-    """The Parquet file holding a snapshot's rows."""
-    path = blobs.blob_path(_ws(ws), snap.blob)
-    if not path.is_file():
-        raise WorkbenchError(
-            f"The data file of snapshot {snap.ref} is missing ({path}).",
-            "Run 'workbench doctor' to check the workspace.",
-        )
-    return path
+    """The Parquet file holding a snapshot's rows, checked first (every reader comes here).
+
+    Checked against the recorded file sha256, or for legacy rows by the data digest its blob id
+    names; either way `BlobIntegrityError` if it does not match, `NotFoundError` if missing.
+    """
+    what = f"data of snapshot {snap.ref}"
+    if snap.file_sha256:
+        return blobs.verified_path(_ws(ws), snap.blob, snap.file_sha256, what)
+    return blobs.verified_path(_ws(ws), snap.blob, blobs.expected_sha256(snap.blob), what, digest=data_digest)
 
 
 def load(ref: str, ws: Workspace | None = None, columns: list[str] | None = None) -> pd.DataFrame:
