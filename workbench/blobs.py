@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from workbench.errors import BlobIntegrityError, NotFoundError, WorkbenchError
+from workbench.permissions import file_mode, make_dir
 from workbench.workspace import Workspace
 
 _BLOB_ID = re.compile(r"^[0-9a-f]{16,128}(\.[a-z0-9]{1,12})?$")
@@ -62,7 +63,7 @@ def exists(ws: Workspace, blob_id: str) -> bool:
 @contextmanager
 def temp_path(ws: Workspace, suffix: str = "") -> Iterator[Path]:
     """A fresh path in the workspace's scratch folder, removed afterwards if still there."""
-    ws.tmp_dir.mkdir(parents=True, exist_ok=True)
+    make_dir(ws.tmp_dir)
     fd, name = tempfile.mkstemp(dir=ws.tmp_dir, suffix=suffix)
     os.close(fd)
     os.unlink(name)
@@ -90,10 +91,17 @@ def adopt(ws: Workspace, blob_id: str, finished_file: Path) -> Path:
     if target.is_file():
         finished_file.unlink(missing_ok=True)
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _fsync(finished_file)
+    _prepare(target, finished_file)
     os.replace(finished_file, target)
     return target
+
+
+def _prepare(target: Path, finished_file: Path) -> None:
+    """Make the shard folder and give the file the workspace's mode (0600 if private) before it
+    becomes visible, then flush it to disk."""
+    make_dir(target.parent)
+    os.chmod(finished_file, file_mode(target.parent))
+    _fsync(finished_file)
 
 
 def sha256_file(path: Path) -> str:
@@ -110,8 +118,7 @@ def adopt_new(ws: Workspace, blob_id: str, finished_file: Path) -> bool:
     it is, when a file already holds `blob_id`; callers that record the stored file's hash need
     to know which copy won."""
     target = blob_path(ws, blob_id)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _fsync(finished_file)
+    _prepare(target, finished_file)
     try:
         os.link(finished_file, target)
     except FileExistsError:
@@ -128,7 +135,7 @@ def adopt_new(ws: Workspace, blob_id: str, finished_file: Path) -> bool:
 def replace_damaged(ws: Workspace, blob_id: str, finished_file: Path) -> Path:
     """Put a freshly written, verified file in place of a stored copy found damaged."""
     target = blob_path(ws, blob_id)
-    _fsync(finished_file)
+    _prepare(target, finished_file)
     os.replace(finished_file, target)
     return target
 

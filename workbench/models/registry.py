@@ -23,6 +23,7 @@ from workbench.errors import NotFoundError, ValidationError
 from workbench.identity import current_user
 from workbench.models.gates import GateRefused, GateResult, evaluate, validate_gates
 from workbench.names import parse_ref, validate_name
+from workbench.permissions import make_dir, protect
 from workbench.runs.store import Run, get_run
 from workbench.workspace import Workspace, current_workspace
 
@@ -250,11 +251,11 @@ def write_alias_file(ws: Workspace, name: str, con: Any = None) -> None:
             return write_alias_file(ws, name, own)
     aliases = _aliases_of(con, name)
     latest = con.execute("SELECT max(version) FROM model_versions WHERE name = ?", [name]).fetchone()[0]
-    folder = model_dir(ws, name)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = make_dir(model_dir(ws, name))
     tmp = folder / f".{ALIAS_FILE}.{os.getpid()}.tmp"
     try:
         tmp.write_text(json.dumps({"aliases": aliases, "latest": latest}))
+        protect(tmp)
         os.replace(tmp, folder / ALIAS_FILE)
     finally:
         tmp.unlink(missing_ok=True)
