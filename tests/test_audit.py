@@ -46,6 +46,10 @@ def test_each_action_writes_exactly_one_entry(ws, wine_frame):
     start = count()
     wb.promote(second, force=True, reason="hotfix")
     assert new_entries(start) == [("model.version.created", "model:wine@2"), ("alias.moved", "model:wine@production")]
+    forced = wb.audit_log(action="alias.moved")[-1].details
+    accuracy = wb.get_run(second).metrics["accuracy"]
+    assert forced["forced"] is True and [g["gate"] for g in forced["bypassed"]] == [g["gate"] for g in forced["gates"]]
+    assert len(forced["bypassed"]) == 1 and f"{accuracy:.4g}"[:4] in forced["bypassed"][0]["detail"]
     start = count()
     wb.rollback("wine", reason="bad latency")
     assert new_entries(start) == [("alias.moved", "model:wine@production")]

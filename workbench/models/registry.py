@@ -117,8 +117,9 @@ def promote(
 
     The model's gates are checked first; a refusal raises `GateRefused` with every reason and is
     audited. Promoting a run that is already a version of the model reuses that version (only
-    the alias moves). `alias=None` registers without moving any alias. `force` skips the gates
-    (audited as such).
+    the alias moves). `alias=None` registers without moving any alias. `force` promotes despite
+    failing gates: they are still evaluated, and the alias move's audit entry lists the ones it
+    bypassed with their values.
     """
     ws = _ws(ws)
     run = get_run(run_id, ws)
@@ -130,46 +131,58 @@ def promote(
         validate_name(alias, "alias")
     if not blobs.exists(ws, found.blob):
         raise NotFoundError(f"The model file of run {run_id} is missing.", "Run 'workbench doctor'.")
-    with transaction(ws) as con:
+    refusal: GateRefused | None = None
+    with transaction(ws) as con:  # gates are judged against the catalog the version is written to
         row = con.execute("SELECT gates FROM models WHERE name = ?", [name]).fetchone()
         gates = json.loads(row[0]) if row and row[0] else {}
-        results = _check_gates(con, name, gates, run) if gates and alias and not force else []
+        results = _check_gates(con, name, gates, run) if gates and alias else []
         failed = [r for r in results if not r.passed]
-        if failed:
+        if failed and not force:
             audit.record(con, "gate.refused", f"model:{name}", {"run_id": run_id, "alias": alias,
                          "results": [r.to_dict() for r in results]}, reason)  # fmt: skip
-    if failed:
-        reasons = "; ".join(f"{r.gate}: {r.detail}" for r in failed)
-        raise GateRefused(f"Promotion of run {run_id} to {name}@{alias} refused by its gates: {reasons}.",
-                          "Improve the model, or pass --force to override (audited).", results)  # fmt: skip
+            reasons = "; ".join(f"{r.gate}: {r.detail}" for r in failed)
+            refusal = GateRefused(f"Promotion of run {run_id} to {name}@{alias} refused by its gates: {reasons}.",
+                                  "Improve the model, or pass --force to override (audited).", results)  # fmt: skip
+        else:
+            gate_record = {"gates": [r.to_dict() for r in results],
+                           "bypassed": [r.to_dict() for r in failed]}  # fmt: skip
+            version = _register(con, ws, run, name, found, alias, reason, force, gate_record)
+    if refusal is not None:
+        raise refusal  # after the commit: the refusal's audit entry stays
+    return get_version(f"{name}@{version}", ws)
+
+
+def _register(con: Any, ws: Workspace, run: Run, name: str, found: Any, alias: str | None, reason: str | None,
+              force: bool, gate_record: dict[str, Any]) -> int:  # fmt: skip
+    """Write the model (if new), the version (unless this run's artifact already is one) and the alias
+    move, in the caller's transaction; a forced promotion records which gates it bypassed and their values."""
     now = datetime.now(timezone.utc)
     user = current_user()
-    with transaction(ws) as con:
-        if not con.execute("SELECT count(*) FROM models WHERE name = ?", [name]).fetchone()[0]:
-            con.execute("INSERT INTO models (name, created_at, creator) VALUES (?, ?, ?)", [name, now, user])
-            audit.record(con, "model.created", f"model:{name}", None, reason)
-        existing = con.execute(
-            "SELECT version FROM model_versions WHERE name = ? AND run_id = ? AND artifact = ?",
-            [name, run_id, found.name],
-        ).fetchone()
-        if existing:
-            version = existing[0]
-        else:
-            version = con.execute("SELECT coalesce(max(version), 0) + 1 FROM model_versions WHERE name = ?",
-                                  [name]).fetchone()[0]  # fmt: skip
-            con.execute(
-                f"INSERT INTO model_versions ({_VERSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [name, version, run_id, found.name, found.blob, json.dumps(found.meta or {}),
-                 json.dumps(run.metrics, default=str), json.dumps(run.params, default=str), json.dumps(run.inputs),
-                 now, user, reason],
-            )  # fmt: skip
-            audit.record(con, "model.version.created", f"model:{name}@{version}",
-                         {"run_id": run_id, "artifact": found.name, "forced": force}, reason)  # fmt: skip
-        if alias is not None:
-            _move_alias(con, name, alias, version, reason, {"run_id": run_id, "forced": force, "gates":
-                        [r.to_dict() for r in results]})  # fmt: skip
-        write_alias_file(ws, name, con)
-    return get_version(f"{name}@{version}", ws)
+    run_id = run.run_id
+    if not con.execute("SELECT count(*) FROM models WHERE name = ?", [name]).fetchone()[0]:
+        con.execute("INSERT INTO models (name, created_at, creator) VALUES (?, ?, ?)", [name, now, user])
+        audit.record(con, "model.created", f"model:{name}", None, reason)
+    existing = con.execute(
+        "SELECT version FROM model_versions WHERE name = ? AND run_id = ? AND artifact = ?",
+        [name, run_id, found.name],
+    ).fetchone()
+    if existing:
+        version = existing[0]
+    else:
+        version = con.execute("SELECT coalesce(max(version), 0) + 1 FROM model_versions WHERE name = ?",
+                              [name]).fetchone()[0]  # fmt: skip
+        con.execute(
+            f"INSERT INTO model_versions ({_VERSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [name, version, run_id, found.name, found.blob, json.dumps(found.meta or {}),
+             json.dumps(run.metrics, default=str), json.dumps(run.params, default=str), json.dumps(run.inputs),
+             now, user, reason],
+        )  # fmt: skip
+        audit.record(con, "model.version.created", f"model:{name}@{version}",
+                     {"run_id": run_id, "artifact": found.name, "forced": force}, reason)  # fmt: skip
+    if alias is not None:
+        _move_alias(con, name, alias, version, reason, {"run_id": run_id, "forced": force, **gate_record})
+    write_alias_file(ws, name, con)
+    return version
 
 
 def _check_gates(con: Any, name: str, gates: dict[str, Any], run: Run) -> list[GateResult]:
