@@ -158,3 +158,16 @@ def test_explain_with_a_wrong_target_is_one_clear_line(biased_run, cli):
     proc = cli("explain", biased_run, "--target", "group")
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "never predicts" in proc.stdout + proc.stderr and "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_metrics_added_by_explain_and_fairness_are_audited(biased_run):
+    """They can decide a promotion gate, so who added which values must be on record."""
+    fairness(biased_run, sensitive="group")
+    entry = wb.audit_log(action="fairness.logged")[-1]
+    assert entry.target == f"run:{biased_run}"
+    assert entry.details["metrics"]["fairness.equalized_odds_difference"] == pytest.approx(1 / 3)
+    assert "card/fairness.md" in entry.details["artifacts"]
+    explain(biased_run, n_repeats=2, top=1)
+    explained = wb.audit_log(action="explain.logged")[-1]
+    assert explained.target == f"run:{biased_run}" and any(k.startswith("explain.importance.")
+                                                            for k in explained.details["metrics"])  # fmt: skip

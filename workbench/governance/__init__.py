@@ -15,7 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from workbench import blobs, markdown
+from workbench import audit, blobs, markdown
+from workbench.catalog import transaction
 from workbench.errors import InvalidNameError, NotFoundError, ValidationError
 from workbench.runs.events import now_iso
 from workbench.runs.ids import check_run_id
@@ -144,11 +145,15 @@ class RunAppender:
     so appending `metric` and `artifact` events and ingesting is all it takes. Use as a context
     manager: events are held until the block ends and written only if it ends without error, so
     a failed analysis never leaves half its results on the run.
+
+    Metrics added this way can decide promotion gates, so the block's result is audited
+    (`<action>` on `run:<id>` with the metrics and artifacts) in the transaction that indexes it.
     """
 
-    def __init__(self, ws: Workspace, run_id: str) -> None:
+    def __init__(self, ws: Workspace, run_id: str, action: str) -> None:
         self.ws = ws
         self.run_id = run_id
+        self.action = action
         self._events: list[tuple[str, dict[str, Any]]] = []
 
     def metric(self, key: str, value: float) -> None:
@@ -177,7 +182,13 @@ class RunAppender:
         for event, fields in self._events:
             writer.emit(event, **fields)
         writer.close()
-        ingest_runs(self.ws, [self.run_id])
+        details = {
+            "metrics": {f["key"]: f["value"] for e, f in self._events if e == "metric"},
+            "artifacts": [f["name"] for e, f in self._events if e == "artifact"],
+        }
+        with transaction(self.ws) as con:
+            ingest_runs(self.ws, [self.run_id])
+            audit.record(con, self.action, f"run:{self.run_id}", details)
 
 
 def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:

@@ -282,13 +282,14 @@ def instrument(server: Any, window: RequestWindow) -> None:
 
 
 def serve_guarded(ref: str, policy: GuardPolicy, *, window: int = DEFAULT_WINDOW, host: str = "127.0.0.1",
-                  port: int = 8000, interval: float = 1.0, ws: Workspace | None = None,
+                  port: int = 8000, interval: float = 1.0, token: str | None = None, ws: Workspace | None = None,
                   on_decision: Callable[[Decision], None] | None = None) -> None:  # fmt: skip
-    """`workbench guard`: serve `ref` (an alias) with a guard in the same process (blocking)."""
+    """`workbench guard`: serve `ref` (an alias) with a guard in the same process (blocking);
+    `token` as for `build_server` (WORKBENCH_SERVE_TOKEN when not given)."""
     from workbench.serving.server import build_server, serve
 
     ws = ws or current_workspace()
-    server = build_server(ref, host=host, port=port, ws=ws)
+    server = build_server(ref, host=host, port=port, token=token, ws=ws)
     recorder = RequestWindow(window)
     instrument(server, recorder)
     guard = Guard(ref, policy, recorder, ws)

@@ -102,14 +102,16 @@ def explain(
         .reset_index(drop=True)
     )
     curves: dict[str, pd.DataFrame] = {}
+    # scikit-learn refuses partial dependence on integer columns (its grid would be rounded)
+    grid_X = X.astype({c: "float64" for c in X.columns if pd.api.types.is_integer_dtype(X[c])})
     for feature in importance["feature"].head(top):
-        curves[feature] = _pd_frame(partial_dependence(subject.estimator, X, [feature],
+        curves[feature] = _pd_frame(partial_dependence(subject.estimator, grid_X, [feature],
                                                        grid_resolution=GRID_RESOLUTION, kind="average"),
                                     feature, getattr(subject.estimator, "classes_", None))  # fmt: skip
     explanation = Explanation(subject.label, subject.run.run_id, snapshot_ref, target, n_repeats, importance, curves)
     explanation.figures = _figures(explanation)
     if log:
-        with RunAppender(ws, subject.run.run_id) as out:
+        with RunAppender(ws, subject.run.run_id, "explain.logged") as out:
             for name, fig in explanation.figures.items():
                 out.figure(name, fig)
             out.text("card/explainability.md", explanation.to_markdown())

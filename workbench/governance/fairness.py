@@ -146,7 +146,7 @@ def fairness(
                             parity, odds)  # fmt: skip
     report.figures = {f"fairness/{safe_key(sensitive)}": _figure(report)}
     if log:
-        with RunAppender(ws, subject.run.run_id) as out:
+        with RunAppender(ws, subject.run.run_id, "fairness.logged") as out:
             out.metric("fairness.demographic_parity_difference", parity)
             out.metric("fairness.equalized_odds_difference", odds)
             for name, fig in report.figures.items():
