@@ -499,7 +499,7 @@ def _promote_run(ws: Workspace, pipeline: Pipeline, result: PipelineResult) -> d
         # without an alias (no gate applies) and move the fallback explicitly, saying why.
         version = promote(run_id, spec["model"], alias=None, reason=reason, artifact=spec["artifact"], ws=ws)
         why = f"{reason}: gates refused {spec['alias']} ({'; '.join(refused)})"
-        set_alias(version.name, fallback, version.version, reason=why, ws=ws)
+        set_alias(version.name, fallback, version.version, reason=why, by=f"pipeline:{pipeline.name}", ws=ws)
         return {"model": version.name, "version": version.version, "alias": fallback, "refused": refused}
 
 

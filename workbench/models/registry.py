@@ -213,14 +213,20 @@ def _move_alias(con: Any, name: str, alias: str, version: int, reason: str | Non
 
 
 def set_alias(
-    name: str, alias: str, version: int, *, reason: str | None = None, ws: Workspace | None = None
+    name: str, alias: str, version: int, *, reason: str | None = None, by: str | None = None,
+    ws: Workspace | None = None,
 ) -> ModelVersion:
-    """Point `alias` at an existing version (no gates: the version was registered already)."""
+    """Point `alias` at an existing version (no gates: the version was registered already).
+
+    The audit entry says who decided: a person (`manual`), or the automation named by `by`
+    (e.g. `pipeline:NAME`).
+    """
     ws = _ws(ws)
     validate_name(alias, "alias")
     target = get_version(f"{name}@{int(version)}", ws)
+    decided = {"manual": True} if by is None else {"manual": False, "by": by}
     with transaction(ws) as con:
-        _move_alias(con, name, alias, target.version, reason, {"manual": True})
+        _move_alias(con, name, alias, target.version, reason, decided)
         write_alias_file(ws, name, con)
     return get_version(target.ref, ws)
 
