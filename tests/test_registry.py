@@ -96,3 +96,26 @@ def test_skops_refuses_untrusted_types():
         load_model(data, {"trusted_types": ["builtins.print"]})
     with pytest.raises(UntrustedModelError, match="Not a readable skops"):
         load_model(b"not a zip file")
+
+
+def test_model_card_shows_effective_parameters_and_leaves_importances_to_their_section(wine_ws, notebook):
+    """A run that kept the notebook's defaults used to say 'Parameters (none)'; every explain
+    importance used to be a row of its own among the metrics."""
+    from workbench.governance.explain import explain
+
+    nb = notebook(
+        "train", "C = 1.0\nmax_iter = 300",
+        "import workbench as wb\nfrom sklearn.linear_model import LogisticRegression",
+        'data = wb.load_snapshot("wine")\nX, y = data[["alcohol", "proline", "hue"]], data["target"]\n'
+        "model = LogisticRegression(C=C, max_iter=max_iter).fit(X, y)\n"
+        'wb.log_metric("accuracy", model.score(X, y))\nwb.log_model(model, "wine", sample=X.head())',
+    )
+    run = wb.run(nb, {"C": 0.5})
+    assert run.status == "finished", run.error
+    wb.promote(run.run_id)
+    explain("wine@production", n_repeats=2, top=1)
+    card = wb.model_card("wine@production")
+    assert "| C | 0.5 (set) |" in card and "| max\\_iter | 300 (default) |" in card.replace("max_iter", "max\\_iter")
+    metrics = card.partition("## Metrics")[2].partition("## Parameters")[0]
+    assert "accuracy" in metrics and "importance" not in metrics
+    assert "## Explainability" in card and "proline" in card.partition("## Explainability")[2]

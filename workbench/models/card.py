@@ -21,6 +21,7 @@ from typing import Any
 
 from markdown_it import MarkdownIt
 
+from workbench import blobs
 from workbench.errors import NotFoundError
 from workbench.markdown import inert_section, md_text
 from workbench.models.registry import ModelVersion, get_version
@@ -28,6 +29,8 @@ from workbench.runs.store import Run, get_run, load_artifact
 from workbench.workspace import Workspace, current_workspace
 
 #: What keeps the HTML card self-contained and inert even if something slipped through.
+#: Metrics `workbench explain` logs per feature; the card's Explainability section shows them.
+IMPORTANCE_PREFIX = "explain.importance."
 _CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 _STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;line-height:1.4}"
@@ -71,27 +74,55 @@ def _optional_run(run_id: str, ws: Workspace) -> Run | None:
         return None
 
 
+def notebook_defaults(run: Run | None, ws: Workspace) -> dict[str, Any]:
+    """The parameters cell's defaults of the notebook the run executed (its stored copy).
+
+    A run records the parameters it was given; the ones it left at their defaults are part of the
+    model just as much, so the card shows both.
+    """
+    if run is None or not run.notebook_blob:
+        return {}
+    import nbformat
+
+    from workbench.runs.params import notebook_parameters
+
+    source = blobs.read_verified(ws, run.notebook_blob, what=f"notebook content of run {run.run_id}")
+    declared = notebook_parameters(nbformat.reads(source.decode(), as_version=4))
+    return {name: spec["default"] for name, spec in declared.items()}
+
+
 def model_card(ref: str, fmt: str = "markdown", ws: Workspace | None = None) -> str:
     """The card of model version `ref` as Markdown (`fmt="markdown"`) or standalone HTML."""
     ws = ws or current_workspace()
     version = get_version(ref, ws)
     run = _optional_run(version.run_id, ws)
-    markdown = card_markdown(version, run, _extra_sections(run, ws))
+    markdown = card_markdown(version, run, _extra_sections(run, ws), notebook_defaults(run, ws))
     return card_html(version.ref, markdown) if fmt == "html" else markdown
 
 
-def card_markdown(version: ModelVersion, run: Run | None = None, extra: Sequence[tuple[str, str]] = ()) -> str:
-    """The Markdown card: facts, metrics, parameters, input schema, then the extra sections."""
+def card_markdown(version: ModelVersion, run: Run | None = None, extra: Sequence[tuple[str, str]] = (),
+                  defaults: dict[str, Any] | None = None) -> str:  # fmt: skip
+    """The Markdown card: facts, metrics, effective parameters, input schema, then the extra sections.
+
+    Per-feature importances are left to the Explainability section that explains them.
+    """
     lines = [f"# Model card: {md_text(version.ref)}", ""]
     lines += [f"- **{k}**: {md_text(v)}" for k, v in _facts(version, run)]
-    metrics = sorted((k, _fmt(v)) for k, v in version.metrics.items() if v is not None)
+    metrics = sorted((k, _fmt(v)) for k, v in version.metrics.items()
+                     if v is not None and not k.startswith(IMPORTANCE_PREFIX))  # fmt: skip
     lines += _table("Metrics", ("metric", "value"), metrics, "(none)")
-    lines += _table("Parameters", ("parameter", "value"), sorted(version.params.items()), "(none)")
+    lines += _table("Parameters", ("parameter", "value"), _effective_params(version.params, defaults or {}), "(none)")
     schema = [(c.get("name", ""), c.get("dtype", "")) for c in version.schema or []]
     lines += _table("Input schema", ("column", "dtype"), schema, "(not recorded)")
     for title, text in extra:
         lines += ["", f"## {md_text(title)}", "", inert_section(text).strip()]
     return "\n".join(lines) + "\n"
+
+
+def _effective_params(given: dict[str, Any], defaults: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every parameter the run used: the ones it was given, then the notebook's defaults it kept."""
+    rows = [(name, f"{value} (set)" if defaults else str(value)) for name, value in sorted(given.items())]
+    return rows + [(name, f"{value} (default)") for name, value in defaults.items() if name not in given]
 
 
 def _table(title: str, headers: tuple[str, str], rows: Sequence[tuple[Any, Any]], empty: str) -> list[str]:
