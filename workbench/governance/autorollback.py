@@ -8,18 +8,28 @@ optionally input drift from the prediction log) and, on a breach, calls the regi
 server's alias watcher then swaps the previous version in within a fraction of a second.
 
 Only server-side failures (5xx) count as errors: a 4xx is the client's mistake and says nothing
-about the model, so 4xx requests are left out of the window entirely. A version the guard rolled
-away from is never rolled back to by the same guard, so two bad versions cannot flip-flop.
+about the model, so 4xx requests are left out of the window entirely.
+
+The rules, each decision logged and audited:
+- A version the guard rolled away from is never chosen as a rollback target by the same guard,
+  so two bad versions cannot flip-flop.
+- The guard judges whatever the alias points at. If a person moves the alias back to a version
+  the guard rolled away from, that is their decision: the guard says so (`guard.rejudging`) and
+  judges that version again on new requests only, rolling it back again if it breaches again.
+- A breach with nothing to roll back to (no earlier version, or only rejected ones) is reported
+  (`guard.breach`, and a warning) and reported again every `report_every` seconds while it lasts:
+  the guard never goes quiet on a failing model.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from workbench.errors import ValidationError, WorkbenchError
@@ -27,6 +37,13 @@ from workbench.names import parse_ref
 from workbench.workspace import Workspace, current_workspace
 
 DEFAULT_WINDOW = 200
+log = logging.getLogger("workbench.guard")
+
+
+def _now_iso() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat()
 
 
 @dataclass
@@ -120,13 +137,22 @@ class GuardPolicy:
 
 @dataclass
 class Decision:
-    """A rollback the guard made."""
+    """What the guard did about a breach: rolled back (`to_version`), or could not (None)."""
 
     model: str
     alias: str
     from_version: int
-    to_version: int
+    to_version: int | None
     reason: str
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def summary(self) -> str:
+        """One line for a terminal or a log."""
+        ref, why = f"{self.model}@{self.alias}", "; ".join(self.reasons)
+        if self.to_version is None:
+            return f"{ref} version {self.from_version} breached its guard but there is nothing to roll back to: {why}"
+        return f"rolled {ref} back from version {self.from_version} to {self.to_version}: {why}"
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -135,8 +161,8 @@ class Decision:
 class Guard:
     """Watches `name@alias` and rolls it back when the current version breaches the policy."""
 
-    def __init__(self, ref: str, policy: GuardPolicy, window: RequestWindow | None = None,
-                 ws: Workspace | None = None, drift_every: float = 30.0) -> None:  # fmt: skip
+    def __init__(self, ref: str, policy: GuardPolicy, window: RequestWindow | None = None, ws: Workspace | None = None,
+                 drift_every: float = 30.0, report_every: float = 60.0) -> None:  # fmt: skip
         parsed = parse_ref(ref, "model", allow_alias=True)
         if parsed.alias is None:
             raise ValidationError(f"Guard an alias, like {parsed.name}@production, not {ref!r}.",
@@ -146,7 +172,10 @@ class Guard:
         self.window = window or RequestWindow()
         self.ws = ws or current_workspace()
         self.drift_every = drift_every
+        self.report_every = report_every
         self.rejected: set[int] = set()
+        self._serving: int | None = None  # the version judged at the last check
+        self._last_report: dict[int, float] = {}  # version -> when a breach without target was last reported
         self.decisions: list[Decision] = []
         self._since: dict[int, str] = {}  # version -> when this guard first saw it serving (drift window)
         self._last_drift = 0.0
@@ -191,29 +220,62 @@ class Guard:
         return None
 
     def check(self) -> Decision | None:
-        """Judge the version the alias points at now; roll back (and return why) on a breach."""
-        from datetime import datetime, timezone
-
+        """Judge the version the alias points at now; on a breach roll back, or report that it cannot."""
         from workbench.models.registry import rollback
 
         current = self.current_version()
-        self._since.setdefault(current, datetime.now(timezone.utc).isoformat())
-        if current in self.rejected:
-            return None
+        if current != self._serving:
+            self._now_serving(current)
         stats = self.window.stats(current)
         reasons = self.policy.breaches(stats) + self._drift_breaches(current)
         if not reasons:
+            self._last_report.pop(current, None)
             return None
         target = self._target(current)
-        self.rejected.add(current)
         if target is None:
-            raise WorkbenchError(f"{self.ref} (version {current}) breached its guard ({'; '.join(reasons)}) "
-                                 "but there is no earlier version to roll back to.")  # fmt: skip
+            return self._report_stuck(current, reasons, stats)
+        self.rejected.add(current)
         reason = f"auto-rollback of {self.ref} from version {current}: {'; '.join(reasons)}"
         rollback(self.name, self.alias, to=target, reason=reason, ws=self.ws)
-        decision = Decision(self.name, self.alias, current, target, reason)
+        decision = Decision(self.name, self.alias, current, target, reason, reasons)
+        log.warning("guard: %s", decision.summary)
+        self.decisions.append(decision)
+        self._serving = target
+        self._since[target] = _now_iso()
+        return decision
+
+    def _now_serving(self, current: int) -> None:
+        """The alias moved to `current` (not by this guard): judge it from here on."""
+        self._serving = current
+        self._since[current] = _now_iso()
+        if current in self.rejected:  # moved back by someone else: their call, judged afresh
+            self.window.clear(current)
+            why = (f"{self.ref} was moved back to version {current}, which this guard rolled away from; "
+                   "judging it again on new requests")  # fmt: skip
+            log.warning("guard: %s", why)
+            self._audit("guard.rejudging", {"version": current, "rule": why})
+
+    def _report_stuck(self, current: int, reasons: list[str], stats: WindowStats) -> Decision | None:
+        """A breach with nothing to roll back to: log + audit it, again every `report_every` s."""
+        last = self._last_report.get(current)
+        if last is not None and time.monotonic() - last < self.report_every:
+            return None
+        self._last_report[current] = time.monotonic()
+        reason = f"breach of {self.ref} at version {current} with nothing to roll back to: {'; '.join(reasons)}"
+        decision = Decision(self.name, self.alias, current, None, reason, reasons)
+        log.error("guard: %s", decision.summary)
+        self._audit("guard.breach", {"version": current, "reasons": reasons, "rolled_back_to": None,
+                                     "why": "no earlier version the guard may roll back to",
+                                     "window": stats.to_dict()})  # fmt: skip
         self.decisions.append(decision)
         return decision
+
+    def _audit(self, action: str, details: dict[str, Any]) -> None:
+        from workbench import audit
+        from workbench.catalog import transaction
+
+        with transaction(self.ws) as con:
+            audit.record(con, action, f"model:{self.ref}", details)
 
     def run(self, interval: float = 1.0, once: bool = False,
             on_decision: Callable[[Decision], None] | None = None,
@@ -234,7 +296,7 @@ class Guard:
     def start(self, interval: float = 0.5, on_error: Callable[[Exception], None] | None = None) -> Guard:
         """Run the checks in a daemon thread (next to a server in the same process)."""
         self._stop.clear()
-        report = on_error or (lambda exc: None)
+        report = on_error or (lambda exc: log.error("guard: %s", exc))
         self._thread = threading.Thread(target=self.run, args=(interval, False, None, report),
                                         name="workbench-guard", daemon=True)  # fmt: skip
         self._thread.start()
@@ -296,7 +358,7 @@ def serve_guarded(ref: str, policy: GuardPolicy, *, window: int = DEFAULT_WINDOW
     guard.run(once=True)  # a bad ref or policy fails here, before listening
 
     def loop() -> None:
-        guard.run(interval, on_decision=on_decision, on_error=lambda exc: None)
+        guard.run(interval, on_decision=on_decision, on_error=lambda exc: log.error("guard: %s", exc))
 
     threading.Thread(target=loop, name="workbench-guard", daemon=True).start()
     try:
