@@ -124,6 +124,7 @@ def test_pipeline_sweeps_selects_and_falls_back_to_staging_when_gated(ws, tmp_pa
     assert version.run_id == best.run_id and version.aliases == ["staging"]
     moved = wb.audit_log(target="model:wine@staging", action="alias.moved")[-1]
     assert "gates refused production (accuracy = " in moved.reason
+    assert moved.details["manual"] is False and moved.details["by"] == "pipeline:wine-retrain"
     finished = wb.audit_log(target="pipeline:wine-retrain")
     assert [e.action for e in finished] == ["pipeline.finished"]
     assert finished[0].details["inputs"] == {"wine": "wine@1"} and "staging" in finished[0].reason
@@ -201,3 +202,36 @@ def test_validate_checks_parameter_types_and_duplicate_keys(tmp_path, notebook):
     )
     with pytest.raises(wb.ValidationError, match=r"line 6: pipelines.retrain.steps: duplicate key \(first on line 3"):
         validate_file(duplicated)
+
+
+@pytest.mark.slow
+def test_a_sweep_step_points_at_the_previous_steps_selected_run(ws, tmp_path, notebook):
+    """Docs: a step's runs point at the previous step's selected run; sweep steps used to have no parent."""
+    notebook("prep", "x = 1", "import workbench as wb\nwb.log_metric('prepared', x)")
+    notebook("fit", 'C = 1.0\nupstream_run = ""', "import workbench as wb\nwb.log_metric('loss', abs(C - 2))")
+    write(
+        tmp_path,
+        """
+        pipelines:
+          two-step:
+            steps:
+              - notebook: prep.ipynb
+              - notebook: fit.ipynb
+                sweep: {grid: {C: [1.0, 2.0]}, parallel: 2}
+                select: {metric: loss, mode: min}
+    """,
+    )
+    result = run_pipeline("two-step")
+    assert result.status == "finished", result.message
+    first, second = result.steps
+    swept = [wb.get_run(r) for r in second.run_ids]
+    assert len(swept) == 2 and all(r.parent_run_id == first.selected for r in swept)
+    assert all(r.params["upstream_run"] == first.selected and r.sweep_id == second.sweep_id for r in swept)
+    assert wb.get_run(second.selected).params["C"] == 2.0
+
+    # A rerun of a step's run is not part of the pipeline run (nor of the step's sweep).
+    again = wb.rerun(second.selected)
+    assert again.tags["rerun_of"] == second.selected and again.parent_run_id == second.selected
+    assert not {"pipeline", "pipeline_run", "pipeline_step", "sweep"} & set(again.tags)
+    members = wb.runs(filter=f"tags.pipeline_run = '{result.pipeline_run}'")
+    assert sorted(members["run_id"]) == sorted([first.selected, *second.run_ids])

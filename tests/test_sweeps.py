@@ -73,3 +73,58 @@ def test_sweep_validates_every_parameter_set_before_recording_anything(ws, noteb
     with pytest.raises(wb.ValidationError, match="scheduler"):
         wb.sweep(nb, {"x": [1]}, executor="dask")
     assert not ws.runs_dir.exists() or not any(ws.runs_dir.iterdir())
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_an_unreachable_dask_scheduler_is_a_quick_error_with_nothing_queued(ws, notebook, cli):
+    import time
+
+    nb = notebook("score", "x = 0\ny = 0", SCORE)
+    address = f"tcp://127.0.0.1:{_free_port()}"  # nothing listens there
+    started = time.monotonic()
+    proc = cli("sweep", str(nb), "--grid", "x=1,2", "--executor", "dask", "--scheduler", address, timeout=60)
+
+    assert proc.returncode == 2, proc.stderr
+    assert time.monotonic() - started < 20
+    assert f"Cannot reach the Dask scheduler at {address}" in proc.stderr and "Traceback" not in proc.stderr
+    assert wb.runs().empty  # no run queued, none left to be reaped as killed later
+
+
+@pytest.mark.slow
+def test_runs_that_never_started_end_at_once_when_the_dask_scheduler_goes_away(ws, notebook):
+    import threading
+
+    from dask.distributed import LocalCluster
+
+    nb = notebook("score", "x = 0\ny = 0", SCORE)
+    with LocalCluster(n_workers=0, processes=True, dashboard_address=None) as cluster:  # tasks wait for a worker
+        address = cluster.scheduler_address
+        closing: list[threading.Timer] = []
+
+        def on_progress(state: dict[str, int]) -> None:
+            if not closing:  # every run is queued and submitted: now the scheduler goes away
+                closing.append(threading.Timer(0.5, cluster.close))
+                closing[0].start()
+
+        result = wb.sweep(nb, {"x": [1, 3]}, executor="dask", scheduler=address, on_progress=on_progress)
+
+    assert result.statuses == {run_id: "killed" for run_id in result.run_ids}
+    for run_id in result.run_ids:
+        run = wb.get_run(run_id)  # ended now, not left queued until the 30 s reaping
+        assert run.status == "killed" and run.started_at is None
+        assert run.error["ename"] == "SchedulerLost" and address in run.error["evalue"]
+
+
+def test_sweep_kernel_option_is_checked_before_anything_is_queued(ws, notebook, cli):
+    nb = notebook("score", "x = 0\ny = 0", SCORE)
+    proc = cli("sweep", str(nb), "--grid", "x=1,2", "--kernel", "no-such-kernel")
+    assert proc.returncode == 2 and "Kernel 'no-such-kernel' is not installed" in proc.stderr, proc.stderr
+    assert wb.runs().empty

@@ -12,6 +12,8 @@ the grid, and a parameter may also be a distribution: `uniform(a,b)`, `logunifor
 A sweep is refused before anything is queued when it has more runs than `max_sweep_runs` or
 asks for more runs at a time than `max_parallel` (see `sweep_limits`): one REST call, one widget
 click or one typo in a shell loop must not queue ten thousand runs or start a billion kernels.
+For the same reason a Dask sweep connects to its scheduler (bounded by `dask_connect_timeout`)
+before it queues anything, and ends the runs that never started at once if the connection drops.
 """
 
 from __future__ import annotations
@@ -33,11 +35,12 @@ from workbench.catalog import transaction
 from workbench.errors import ValidationError
 from workbench.identity import current_user
 from workbench.names import validate_name
+from workbench.runs.events import EVENTS_FILE, read_events, run_dir
 from workbench.runs.ids import new_run_id
-from workbench.runs.ingest import settle_quietly
+from workbench.runs.ingest import fold, settle_quietly
 from workbench.runs.launch import check_tags, fast_options
 from workbench.runs.params import coerce_text, read_notebook
-from workbench.runs.runner import execute_queued, init_worker_process, prepare, queue
+from workbench.runs.runner import CANCEL_FILE, execute_queued, init_worker_process, prepare, queue, reopen
 from workbench.runs.store import get_run
 from workbench.workspace import Workspace, current_workspace
 
@@ -121,6 +124,10 @@ DEFAULT_MAX_SWEEP_RUNS = 1000
 PARALLEL_PER_CORE = 4
 ENV_MAX_SWEEP_RUNS = "WORKBENCH_MAX_SWEEP_RUNS"
 ENV_MAX_PARALLEL = "WORKBENCH_MAX_PARALLEL"
+#: Seconds to wait for a Dask scheduler (setting `dask_connect_timeout`, env below): short, so a
+#: wrong address or a scheduler that is down is a quick error rather than a long hang.
+DEFAULT_DASK_TIMEOUT = 10
+ENV_DASK_TIMEOUT = "WORKBENCH_DASK_TIMEOUT"
 
 
 @dataclass(frozen=True)
@@ -257,7 +264,10 @@ def sweep(
     scheduler: str | None = None,
     allow_new_params: bool = False,
     params_from_text: bool = False,
+    kernel: str | None = None,
     fast: bool | None = None,
+    parent_run_id: str | None = None,
+    pipeline_run: str | None = None,
     on_progress: Callable[[dict[str, int]], None] | None = None,
     ws: Workspace | None = None,
 ) -> SweepResult:
@@ -265,13 +275,12 @@ def sweep(
 
     `grid` maps a parameter to a list of values (or a `Distribution`); `params` are fixed values
     for every run. Returns when every run has ended; failures are in `result.failed`. A sweep
-    bigger than `sweep_limits(ws)` allows is refused with nothing queued.
+    bigger than `sweep_limits(ws)` allows, or whose Dask scheduler cannot be reached, is refused
+    with nothing queued. `parent_run_id` and `pipeline_run` are recorded on every run (a pipeline
+    step links its runs to the previous step's selected run).
     """
     ws = ws or current_workspace()
-    if executor not in ("local", "dask"):
-        raise ValidationError(f"Unknown executor {executor!r}.", "Use 'local' or 'dask'.")
-    if executor == "dask" and not scheduler:
-        raise ValidationError("The dask executor needs a scheduler address.", "Pass --scheduler tcp://HOST:8786.")
+    check_executor(executor, scheduler)
     parallel = check_parallel(parallel, ws)
     space: Space = {name: values if isinstance(values, Distribution) else list(values)
                     for name, values in (grid or {}).items()}  # fmt: skip
@@ -285,25 +294,69 @@ def sweep(
     # Validate every parameter set before anything is recorded.
     prepared = [
         prepare(notebook, {**(params or {}), **combo}, allow_new_params=allow_new_params,
-                from_text=params_from_text, **options)
+                from_text=params_from_text, kernel_name=kernel, **options)
         for combo in combos
     ]  # fmt: skip
-    sweep_id = new_run_id()
-    spec = {"grid": {k: (v if isinstance(v, list) else repr(v)) for k, v in space.items()}, "random": random,
-            "seed": seed, "params": params or {}, "parallel": parallel, "executor": executor}  # fmt: skip
-    with transaction(ws) as con:
-        con.execute(
-            "INSERT INTO sweeps VALUES (?, ?, ?, ?, now(), ?)",
-            [sweep_id, experiment, str(prepared[0].notebook), json.dumps(spec, default=str), current_user()],
-        )
-    records = [queue(ws, p, experiment=experiment, tags={**clean_tags, "sweep": sweep_id}, sweep_id=sweep_id)
-               for p in prepared]  # fmt: skip
-    run_ids = [r.run_id for r in records]
-    if executor == "dask":
-        statuses = _run_on_dask(ws, run_ids, scheduler or "", parallel, on_progress)
-    else:
-        statuses = _run_locally(ws, run_ids, parallel, on_progress)
+    client = connect_dask(scheduler or "", ws) if executor == "dask" else None  # before anything is recorded
+    try:
+        sweep_id = new_run_id()
+        spec = {"grid": {k: (v if isinstance(v, list) else repr(v)) for k, v in space.items()}, "random": random,
+                "seed": seed, "params": params or {}, "parallel": parallel, "executor": executor}  # fmt: skip
+        with transaction(ws) as con:
+            con.execute(
+                "INSERT INTO sweeps VALUES (?, ?, ?, ?, now(), ?)",
+                [sweep_id, experiment, str(prepared[0].notebook), json.dumps(spec, default=str), current_user()],
+            )
+        records = [queue(ws, p, experiment=experiment, tags={**clean_tags, "sweep": sweep_id}, sweep_id=sweep_id,
+                         parent_run_id=parent_run_id, pipeline_run=pipeline_run) for p in prepared]  # fmt: skip
+        run_ids = [r.run_id for r in records]
+        statuses = _execute(ws, run_ids, parallel, on_progress, client, scheduler or "")
+    finally:
+        if client is not None:
+            client.close()
     return SweepResult(sweep_id, experiment, run_ids, statuses)
+
+
+def check_executor(executor: str, scheduler: str | None) -> None:
+    """A known executor, with the scheduler address the dask one needs."""
+    if executor not in ("local", "dask"):
+        raise ValidationError(f"Unknown executor {executor!r}.", "Use 'local' or 'dask'.")
+    if executor == "dask" and not scheduler:
+        raise ValidationError("The dask executor needs a scheduler address.", "Pass --scheduler tcp://HOST:8786.")
+
+
+def dask_timeout(ws: Workspace) -> int:
+    """Seconds to wait for the Dask scheduler: `$WORKBENCH_DASK_TIMEOUT` / setting `dask_connect_timeout` (10)."""
+    return _configured_limit(ws, "dask_connect_timeout", ENV_DASK_TIMEOUT, DEFAULT_DASK_TIMEOUT)
+
+
+def connect_dask(scheduler: str, ws: Workspace) -> Any:
+    """A client of the scheduler at `scheduler`, or a one-line error naming the address.
+
+    Called before any run is queued: an unreachable scheduler used to leave every run of the
+    sweep queued, to be reaped as `killed` long after the sweep had given up.
+    """
+    from dask.distributed import Client
+
+    timeout = dask_timeout(ws)
+    try:
+        return Client(scheduler, timeout=f"{timeout}s")
+    except (OSError, ValueError) as exc:  # refused, timed out, unknown host, malformed address
+        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
+        reason = f"no answer within {timeout} s" if text.startswith("Timed out") else text
+        raise ValidationError(
+            f"Cannot reach the Dask scheduler at {scheduler} ({reason}); nothing was queued.",
+            f"Start it with 'dask scheduler' and check the address (${ENV_DASK_TIMEOUT} or the setting "
+            "dask_connect_timeout sets how long to wait).",
+        ) from exc
+
+
+def _execute(ws: Workspace, run_ids: list[str], parallel: int, on_progress: Callable[[dict[str, int]], None] | None,
+             client: Any, scheduler: str) -> dict[str, str]:  # fmt: skip
+    """Execute queued runs on the Dask `client` if there is one, else in a local process pool."""
+    if client is not None:
+        return _run_on_dask(ws, client, run_ids, scheduler, parallel, on_progress)
+    return _run_locally(ws, run_ids, parallel, on_progress)
 
 
 def _report(on_progress: Callable[[dict[str, int]], None] | None, statuses: dict[str, str], total: int,
@@ -348,31 +401,53 @@ def _status_of(future: Any) -> str:
         return "killed"
 
 
-def _run_on_dask(ws: Workspace, run_ids: list[str], scheduler: str, parallel: int,
+def _run_on_dask(ws: Workspace, client: Any, run_ids: list[str], scheduler: str, parallel: int,
                  on_progress: Callable[[dict[str, int]], None] | None) -> dict[str, str]:  # fmt: skip
-    """Submit every run to an existing Dask cluster; workers must see the workspace folder."""
-    from dask.distributed import Client, as_completed
+    """Submit every run to a connected Dask cluster; workers must see the workspace folder."""
+    from dask.distributed import as_completed
 
-    try:
-        client = Client(scheduler, timeout="20s")
-    except OSError as exc:
-        raise ValidationError(f"Cannot reach the Dask scheduler at {scheduler}: {exc}.",
-                              "Start it with 'dask scheduler' and check the address.") from exc  # fmt: skip
     statuses: dict[str, str] = {}
-    try:
-        threads = sum(client.nthreads().values()) or parallel
-        futures = {
-            client.submit(execute_queued, str(ws.root), run_id, threads, key=f"workbench-run-{run_id}", pure=False):
-            run_id
-            for run_id in run_ids
-        }  # fmt: skip
-        _report(on_progress, statuses, len(run_ids), min(threads, len(run_ids)))
-        for future in as_completed(futures):
-            statuses[futures[future]] = _status_of(future)
-            _report(on_progress, statuses, len(run_ids), min(threads, len(run_ids) - len(statuses)))
-    finally:
-        client.close()
+    threads = sum(client.nthreads().values()) or parallel
+    futures = {
+        client.submit(execute_queued, str(ws.root), run_id, threads, key=f"workbench-run-{run_id}", pure=False):
+        run_id
+        for run_id in run_ids
+    }  # fmt: skip
+    _report(on_progress, statuses, len(run_ids), min(threads, len(run_ids)))
+    for future in as_completed(futures):
+        statuses[futures[future]] = _dask_status(ws, futures[future], future, scheduler)
+        _report(on_progress, statuses, len(run_ids), min(threads, len(run_ids) - len(statuses)))
     return statuses
+
+
+def _dask_status(ws: Workspace, run_id: str, future: Any, scheduler: str) -> str:
+    """The run's final status; a task that ended without running it (lost scheduler) ends it now."""
+    try:
+        return future.result()
+    except Exception as exc:
+        lost = "scheduler-connection-lost" in str(exc)
+        detail = (str(exc).splitlines() or [""])[0]
+        why = (f"The connection to the Dask scheduler at {scheduler} was lost before the run started." if lost
+               else f"Its Dask task ended before the run started: {type(exc).__name__}: {detail}")  # fmt: skip
+        return end_unstarted(ws, run_id, "SchedulerLost" if lost else "NotStarted", why)
+
+
+def end_unstarted(ws: Workspace, run_id: str, ename: str, why: str) -> str:
+    """End a still-queued run as `killed` with `why`, at once instead of at the 30 s reaping; returns its status.
+
+    A run that started is left alone (it ends on its own, or is reaped when its heartbeat stops).
+    The cancel file makes a worker that still gets the task end it without executing it.
+    """
+    folder = run_dir(ws, run_id)
+    item = fold(read_events(folder / EVENTS_FILE))
+    status = item["run"]["status"] if item else "killed"
+    if status != "queued":
+        return "killed" if status == "running" else status
+    (folder / CANCEL_FILE).touch()
+    _prepared, record, _pins = reopen(ws, run_id)
+    record.end("killed", {"cell_index": None, "ename": ename, "evalue": why, "traceback": []})
+    record.sync_quietly()
+    return "killed"
 
 
 def resume(
@@ -393,11 +468,11 @@ def resume(
     """
     from workbench.catalog import connect
     from workbench.runs.ids import check_run_id
-    from workbench.runs.runner import reopen
     from workbench.runs.store import refresh
 
     ws = ws or current_workspace()
     check_run_id(sweep_id)
+    check_executor(executor, scheduler)
     refresh(ws)
     with connect(ws) as con:
         row = con.execute("SELECT experiment, spec FROM sweeps WHERE sweep_id = ?", [sweep_id]).fetchone()
@@ -413,6 +488,20 @@ def resume(
     superseded = {r for (r,) in _superseded(ws, [r for r, _ in runs])}
     redo = [run_id for run_id, status in runs if status in ("queued", "killed") and run_id not in superseded]
     keep = [run_id for run_id, status in runs if run_id not in redo and run_id not in superseded]
+    client = connect_dask(scheduler or "", ws) if executor == "dask" and redo else None  # before re-queueing
+    try:
+        new_ids = _requeue(ws, sweep_id, experiment, redo)
+        statuses = {run_id: get_run(run_id, ws).status for run_id in keep}
+        if new_ids:
+            statuses.update(_execute(ws, new_ids, parallel, on_progress, client, scheduler or ""))
+    finally:
+        if client is not None:
+            client.close()
+    return SweepResult(sweep_id, experiment, keep + new_ids, statuses)
+
+
+def _requeue(ws: Workspace, sweep_id: str, experiment: str, redo: list[str]) -> list[str]:
+    """End each run of `redo` that is still queued and queue it again as a new run of the sweep."""
     new_ids: list[str] = []
     for run_id in redo:
         prepared, old, pins = reopen(ws, run_id)
@@ -424,13 +513,7 @@ def resume(
         record = queue(ws, prepared, experiment=experiment, tags=tags, parent_run_id=run_id, sweep_id=sweep_id,
                        pins=pins)  # fmt: skip
         new_ids.append(record.run_id)
-    statuses = {run_id: get_run(run_id, ws).status for run_id in keep}
-    if new_ids:
-        if executor == "dask":
-            statuses.update(_run_on_dask(ws, new_ids, scheduler or "", parallel, on_progress))
-        else:
-            statuses.update(_run_locally(ws, new_ids, parallel, on_progress))
-    return SweepResult(sweep_id, experiment, keep + new_ids, statuses)
+    return new_ids
 
 
 def _superseded(ws: Workspace, run_ids: list[str]) -> list[tuple[str]]:

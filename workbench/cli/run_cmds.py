@@ -22,6 +22,7 @@ FastOption = typer.Option(
 AllowNewOption = typer.Option(
     False, "--allow-new-params", help="Inject parameters the notebook's parameters cell does not declare."
 )
+KernelOption = typer.Option(None, "--kernel", "-k", help="Kernel name (default: the notebook's).")
 
 
 def split_pairs(pairs: list[str] | None, what: str) -> dict[str, str]:
@@ -71,7 +72,7 @@ def run_cmd(
     experiment: Optional[str] = ExperimentOption,
     tag: Optional[list[str]] = TagOption,
     allow_new_params: bool = AllowNewOption,
-    kernel: Optional[str] = typer.Option(None, "--kernel", "-k", help="Kernel name (default: the notebook's)."),
+    kernel: Optional[str] = KernelOption,
     background: bool = typer.Option(False, "--background", help="Return at once; the run continues alone."),
     fast: Optional[bool] = FastOption,
     as_json: bool = JsonOption,
@@ -114,6 +115,7 @@ def sweep_cmd(
     executor: str = typer.Option("local", "--executor", help="local (process pool) or dask."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address, tcp://host:8786."),
     allow_new_params: bool = AllowNewOption,
+    kernel: Optional[str] = KernelOption,
     fast: Optional[bool] = FastOption,
     resume: Optional[str] = typer.Option(
         None, "--resume", metavar="SWEEP_ID", help="Finish a sweep that was interrupted: re-run what never completed."
@@ -155,8 +157,8 @@ def sweep_cmd(
             result = sweep(
                 notebook, space, random=random, seed=seed, params=collect_params(param, params_file),
                 parallel=parallel, experiment=experiment, tags=split_pairs(tag, "--tag"), executor=executor,
-                scheduler=scheduler, allow_new_params=allow_new_params, params_from_text=True, fast=fast,
-                on_progress=on_progress, ws=ws,
+                scheduler=scheduler, allow_new_params=allow_new_params, params_from_text=True, kernel=kernel,
+                fast=fast, on_progress=on_progress, ws=ws,
             )  # fmt: skip
     table = result.table(metric, ascending=not maximize, ws=ws)
     if as_json:

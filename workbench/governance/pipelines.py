@@ -455,7 +455,8 @@ def _run_step(ws: Workspace, pipeline: Pipeline, pipeline_run: str, index: int, 
         from workbench.sweeps import sweep
 
         swept = sweep(step.notebook, step.grid, params=params, parallel=step.parallel, experiment=experiment,
-                      tags={**tags, **({"upstream_run": upstream} if upstream else {})}, ws=ws)  # fmt: skip
+                      tags={**tags, **({"upstream_run": upstream} if upstream else {})}, parent_run_id=upstream,
+                      pipeline_run=pipeline_run, ws=ws)  # fmt: skip
         run_ids, sweep_id = swept.run_ids, swept.sweep_id
     else:
         prepared = prepare(step.notebook, params)

@@ -90,37 +90,70 @@ def start_background(ws: Workspace, run_id: str) -> int:
     return proc.pid
 
 
+#: Tags that make a run a member of a sweep or a pipeline run: a rerun is neither, so it drops them
+#: (and keeps `rerun_of` plus `parent_run_id`), or filtering by the sweep would list it as a member.
+MEMBERSHIP_TAGS = ("sweep", "pipeline", "pipeline_run", "pipeline_step")
+RERUN_TAG = "rerun_of"
+
+
 def rerun(run_id: str, *, experiment: str | None = None, ws: Workspace | None = None) -> Run:
     """Execute the same notebook content with the same parameters on the same snapshot versions.
 
-    The new run links to the original (`parent_run_id`). When the notebook file, the code commit
-    or the installed packages differ from the original's, a `ReproducibilityWarning` says how.
+    The new run links to the original (`parent_run_id`, tag `rerun_of`) but is not a member of the
+    original's sweep or pipeline run. A run that never started recorded no inputs, so there is
+    nothing to pin: rerunning it would silently use the latest data, and is refused instead. When
+    the notebook file, the code commit or the installed packages differ from the original's, a
+    `ReproducibilityWarning` says how.
     """
     ws = ws or current_workspace()
     original = get_run(run_id, ws)
-    if original.kind != "notebook" or not original.notebook_blob:
-        raise ValidationError(
-            f"Run {run_id} is an interactive run: there is no notebook execution to repeat.",
-            "Rerun works on runs started with 'workbench run' or wb.run().",
-        )
-    source = blobs.read_verified(ws, original.notebook_blob, what=f"notebook content of run {run_id}")
+    check_reproducible(original)
+    source = blobs.read_verified(ws, original.notebook_blob or "", what=f"notebook content of run {run_id}")
     for message in reproducibility_differences(original):
         warnings.warn(message, ReproducibilityWarning, stacklevel=2)
     prepared = prepare(
         original.notebook or "notebook.ipynb", original.params, allow_new_params=True, kernel_name=original.kernel,
         source=source, **fast_options(ws, None),
     )  # fmt: skip
-    pins = dict(ref.split("@") for ref in original.inputs)
-    record = queue(ws, prepared, experiment=experiment or original.experiment, tags=original.tags,
-                   parent_run_id=original.run_id, pins={k: int(v) for k, v in pins.items()})  # fmt: skip
-    execute(ws, prepared, record, pins={k: int(v) for k, v in pins.items()})
+    pins = {name: int(version) for name, version in (ref.split("@") for ref in original.inputs)}
+    record = queue(ws, prepared, experiment=experiment or original.experiment, tags=rerun_tags(original),
+                   parent_run_id=original.run_id, pins=pins)  # fmt: skip
+    execute(ws, prepared, record, pins=pins)
     return get_run(record.run_id, ws)
+
+
+def check_reproducible(original: Run) -> None:
+    """Refuse a rerun that could not reproduce `original`: an interactive run, or one that never started."""
+    if original.kind != "notebook" or not original.notebook_blob:
+        raise ValidationError(
+            f"Run {original.run_id} is an interactive run: there is no notebook execution to repeat.",
+            "Rerun works on runs started with 'workbench run' or wb.run().",
+        )
+    if original.started_at is None:
+        state = "not started yet" if original.status == "queued" else "never started"
+        rerun_of = original.tags.get(RERUN_TAG)
+        hint = (f"It was itself a rerun: rerun {rerun_of} instead." if rerun_of
+                else f"Start a new run with `workbench run {original.notebook or 'NOTEBOOK'} ...`.")  # fmt: skip
+        raise ValidationError(
+            f"Run {original.run_id} never executed (status {original.status}, {state}): it recorded no inputs, "
+            "so there is nothing to reproduce.",
+            hint,
+        )
+
+
+def rerun_tags(original: Run) -> dict[str, str]:
+    """The original's tags without sweep/pipeline membership, plus `rerun_of`: a rerun has its own identity."""
+    tags = {key: value for key, value in original.tags.items() if key not in MEMBERSHIP_TAGS}
+    return {**tags, RERUN_TAG: original.run_id}
 
 
 def reproducibility_differences(original: Run) -> list[str]:
     """What differs now from what `original` ran on."""
     messages = []
-    if original.notebook and Path(original.notebook).is_file():
+    if original.notebook and not Path(original.notebook).is_file():
+        messages.append(f"The notebook file {original.notebook} no longer exists; rerunning the stored copy "
+                        f"from run {original.run_id}.")  # fmt: skip
+    elif original.notebook:
         import hashlib
 
         current_hash = hashlib.sha256(Path(original.notebook).read_bytes()).hexdigest()
