@@ -336,7 +336,13 @@ def connect_dask(scheduler: str, ws: Workspace) -> Any:
     Called before any run is queued: an unreachable scheduler used to leave every run of the
     sweep queued, to be reaped as `killed` long after the sweep had given up.
     """
-    from dask.distributed import Client
+    try:
+        from dask.distributed import Client
+    except ImportError as exc:
+        raise ValidationError(
+            "The Dask executor needs dask.distributed, which is not installed.",
+            "Install it with: pip install 'workbench[dask]' (or run the sweep with the local executor).",
+        ) from exc
 
     timeout = dask_timeout(ws)
     try:
