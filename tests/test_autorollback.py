@@ -87,3 +87,87 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def _hammer(http: httpx.Client, rows: dict, until, seconds: float = 15) -> list[int]:
+    statuses: list[int] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not until():
+        statuses.append(http.post("/predict", json=rows).status_code)
+    return statuses
+
+
+@pytest.mark.slow
+def test_a_breach_with_nothing_to_roll_back_to_is_reported_and_keeps_being_reported(ws, wine_frame):
+    """It used to raise into a discarded error handler and then never judge that version again."""
+    wb.snapshot("wine", wine_frame)
+    wb.promote(broken_run())  # the only version
+    window = RequestWindow(size=50)
+    server = build_server("wine@production", port=_free_port(), ws=ws)
+    instrument(server, window)
+    guard = Guard("wine@production", GuardPolicy(max_error_rate=0.1, min_requests=10), window, ws, report_every=0.3)
+    rows = {"records": wine_frame[FEATURES].head(1).to_dict(orient="records")}
+    with serving_in_thread(server), httpx.Client(base_url=server.url) as http:
+        guard.start(interval=0.05)
+        _hammer(http, rows, lambda: len(wb.audit_log(action="guard.breach")) >= 2)
+        guard.stop()
+    breaches = wb.audit_log(action="guard.breach")
+    assert len(breaches) >= 2, "the breach must be reported, and reported again while it lasts"
+    assert breaches[0].target == "model:wine@production" and breaches[0].details["rolled_back_to"] is None
+    assert "error rate" in breaches[0].details["reasons"][0]
+    assert all(d.to_version is None for d in guard.decisions)
+    assert "nothing to roll back to" in guard.decisions[0].summary
+    assert wb.get_model_version("wine@production").version == 1
+
+
+@pytest.mark.slow
+def test_a_version_moved_back_by_hand_is_judged_again(ws, wine_frame):
+    """It used to be ignored for good once the guard had rolled away from it (40 of 80 failed silently)."""
+    wb.snapshot("wine", wine_frame)
+    wb.promote(train_run())
+    wb.promote(broken_run())
+    window = RequestWindow(size=50)
+    server = build_server("wine@production", port=_free_port(), ws=ws)
+    instrument(server, window)
+    guard = Guard("wine@production", GuardPolicy(max_error_rate=0.1, min_requests=10), window, ws)
+    rows = {"records": wine_frame[FEATURES].head(1).to_dict(orient="records")}
+    with serving_in_thread(server), httpx.Client(base_url=server.url) as http:
+        guard.start(interval=0.05)
+        _hammer(http, rows, lambda: len(guard.decisions) >= 1)
+        wb.set_alias("wine", "production", 2, reason="I think it is fine")  # a person overrides the guard
+        _hammer(http, rows, lambda: len(guard.decisions) >= 2)
+        guard.stop()
+    assert [(d.from_version, d.to_version) for d in guard.decisions] == [(2, 1), (2, 1)]
+    rejudged = wb.audit_log(action="guard.rejudging")
+    assert len(rejudged) == 1 and rejudged[0].details["version"] == 2
+    assert wb.get_model_version("wine@production").version == 1
+
+
+@pytest.mark.slow
+def test_nan_made_inside_the_model_is_an_error_not_a_silent_prediction(ws):
+    """The server predicted under assume_finite=True: NaN from log(negative) became class 0, status 200."""
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.uniform(0.1, 10, 200), "b": rng.uniform(0.1, 10, 200)})
+    y = (X.a > X.b).astype(int)
+    model = make_pipeline(FunctionTransformer(np.log), LogisticRegression()).fit(X, y)
+    wb.log_model(model, "logs", sample=X.head())
+    run_id = wb.active_run_id()
+    wb.end_run()
+    wb.promote(run_id, "logs")
+    window = RequestWindow(size=50)
+    server = build_server("logs@production", port=_free_port(), ws=ws)
+    instrument(server, window)
+    with serving_in_thread(server), httpx.Client(base_url=server.url) as http:
+        fine = http.post("/predict", json={"records": [{"a": 2.0, "b": 1.0}]})
+        assert fine.status_code == 200 and fine.json()["predictions"] == [1]
+        bad = http.post("/predict", json={"records": [{"a": -2.0, "b": 1.0}]})
+        assert bad.status_code == 500 and "NaN" in bad.json()["error"]
+        assert bad.headers.get("x-model-version") == "1"
+        metrics = http.get("/metrics").text
+    assert 'workbench_errors_total{kind="model"} 1.0' in metrics
+    assert window.stats(1).errors == 1  # what a guard judges

@@ -2,8 +2,8 @@
 
 Binds to 127.0.0.1 unless told otherwise. While it runs, a status file in
 `serving/<pid>.json` says what it serves where (the JupyterLab Models section shows it); start
-and stop are audited. A token (`--token` or `WORKBENCH_SERVE_TOKEN`) protects every endpoint
-except /health and /metrics.
+and stop are audited. A token (`WORKBENCH_SERVE_TOKEN`, `--token-file`, or `--token`, which every
+local user can read in the process list) protects every endpoint except /health and /metrics.
 """
 
 from __future__ import annotations
@@ -28,6 +28,40 @@ from workbench.serving.predlog import PredictionLogger
 from workbench.workspace import Workspace, current_workspace
 
 ENV_TOKEN = "WORKBENCH_SERVE_TOKEN"
+TOKEN_ARGUMENT_WARNING = (
+    "Warning: --token is visible to every local user in the process list (ps). "
+    f"Set {ENV_TOKEN} or use --token-file PATH (a file only you can read, mode 0600) instead."
+)
+
+
+def read_token_file(path: str | Path) -> str:
+    """The token in `path`, refused (like ssh does a private key) unless only we can read it:
+    a token others can read or replace protects nothing."""
+    path = Path(path).expanduser()
+    try:
+        with path.open("rb") as file:  # one open file for the check and the read: no swap in between
+            info = os.fstat(file.fileno())
+            token = file.read(64 * 1024).decode("utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ValidationError(f"Cannot read the token file {path}: {reason}.") from exc
+    if hasattr(os, "getuid") and info.st_uid != os.getuid():
+        raise ValidationError(f"The token file {path} is not owned by you.", f"Create your own, mode 0600: {path}.")
+    if info.st_mode & 0o077:
+        raise ValidationError(f"Permissions {info.st_mode & 0o777:04o} for the token file {path} are too open: "
+                              "other users can read or change it.", f"Run: chmod 600 {path}")  # fmt: skip
+    if not token:
+        raise ValidationError(f"The token file {path} is empty.")
+    return token
+
+
+def resolve_token(token: str | None = None, token_file: str | Path | None = None) -> str | None:
+    """The serving token: given, or from `token_file`, or from the environment (else none)."""
+    if token and token_file:
+        raise ValidationError("Give --token or --token-file, not both.")
+    if token_file:
+        return read_token_file(token_file)
+    return token or os.environ.get(ENV_TOKEN) or None
 
 
 def parse_canary(text: str | None) -> tuple[int, float] | None:
@@ -68,9 +102,10 @@ class Server:
 
 def build_server(
     ref: str, *, host: str = "127.0.0.1", port: int = 8000, canary: str | None = None, token: str | None = None,
-    log_predictions: bool = True, ws: Workspace | None = None,
+    log_predictions: bool = True, docs: bool = False, ws: Workspace | None = None,
 ) -> Server:  # fmt: skip
-    """Load the model (and canary) and build the app; errors here are the user's (bad ref...)."""
+    """Load the model (and canary) and build the app; errors here are the user's (bad ref...).
+    Without `token`, WORKBENCH_SERVE_TOKEN is used if set; `docs` serves /docs and /openapi.json."""
     ws = ws or current_workspace()
     slot = ModelSlot(ws, ref)
     canary_spec = parse_canary(canary)
@@ -78,7 +113,7 @@ def build_server(
     if canary_spec:
         canary_model = Canary(load_version(ws, f"{slot.parsed.name}@{canary_spec[0]}"), canary_spec[1])
     logger = PredictionLogger(ws, slot.parsed.name) if log_predictions else None
-    app = create_app(slot, canary=canary_model, token=token or os.environ.get(ENV_TOKEN) or None, logger=logger)
+    app = create_app(slot, canary=canary_model, token=resolve_token(token), logger=logger, docs=docs)
     return Server(ws, ref, host, port, slot, app, AliasWatcher(slot), logger)
 
 
