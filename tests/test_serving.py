@@ -180,3 +180,28 @@ def test_serve_and_monitor_cli(served, ws, cli, tmp_path):
     assert (tmp_path / "drift.html").read_text().count("plotly") > 0
     actions = [e.action for e in wb.audit_log()]
     assert "serving.started" in actions and "serving.stopped" in actions
+
+
+def test_mlflow_scoring_protocol_payloads_give_the_same_predictions(served):
+    """An MLflow client sends dataframe_split, dataframe_records, instances or inputs: all work unchanged."""
+    rows = served["rows"].head(4)
+    records = rows.to_dict(orient="records")
+    payloads = {
+        "dataframe_split": {"dataframe_split": {"columns": FEATURES, "data": rows.to_numpy().tolist()}},
+        "dataframe_records": {"dataframe_records": records},
+        "instances (objects)": {"instances": records},
+        "instances (rows)": {"instances": rows.to_numpy().tolist()},
+        "inputs (columns)": {"inputs": {c: rows[c].tolist() for c in FEATURES}},
+        "inputs (objects)": {"inputs": records},
+    }
+    with wb.serve("wine@production", log_predictions=False) as server, httpx.Client(base_url=server.url) as http:
+        expected = http.post("/predict", json={"records": records}).json()["predictions"]
+        for label, body in payloads.items():
+            answer = http.post("/predict", json=body)
+            assert answer.status_code == 200 and answer.json()["predictions"] == expected, (label, answer.text[:200])
+        short = http.post("/predict", json={"instances": [[1.0, 2.0]]})
+        assert short.status_code == 400 and "as long as 'columns'" in short.json()["error"]
+        unknown = http.post("/predict", json={"dataframe_records": [{**records[0], "extra": 1}]})
+        assert unknown.status_code == 422 and "extra" in unknown.json()["error"]
+        too_many = http.post("/predict", json={"instances": records[:1] * 10_001})
+        assert too_many.status_code == 413

@@ -1,7 +1,8 @@
 """Turning a request body into the DataFrame a model expects, or a clear 4xx error.
 
 Accepted bodies: JSON records (`[{...}]` or `{"records": [...]}`), JSON columns
-(`{"columns": {"a": [..]}}`), MLflow's `{"dataframe_split": {"columns": [...], "data": [[...]]}}`,
+(`{"columns": {"a": [..]}}`), MLflow's scoring protocol (`{"dataframe_split": {"columns": [...],
+"data": [[...]]}}`, `{"dataframe_records": [...]}`, `{"instances": [...]}`, `{"inputs": ...}`),
 and CSV with a header row (`Content-Type: text/csv`). The input schema recorded by `log_model`
 decides the column set, order and types: missing or unexpected columns, values of the wrong
 type, nulls, empty and oversized payloads are the client's mistake (4xx with a message), never a
@@ -192,15 +193,37 @@ def _from_split(split: dict[str, Any], schema: Schema | None) -> Columns:
     return {name: [row[i] for row in rows] for name, i in _select(index, schema).items()}
 
 
+def _from_instances(items: Any, key: str, schema: Schema | None) -> Columns:
+    """MLflow's `instances`/`inputs` rows: objects (records), or lists in the schema's column order."""
+    if not isinstance(items, list):
+        raise InputError(400, f"'{key}' must be a list of rows (objects, or lists in the schema's column order).")
+    if not items or isinstance(items[0], dict):
+        return _from_records(items, schema)
+    if not schema:
+        raise InputError(400, f"Rows of '{key}' without column names need a model with an input schema.",
+                         hint="Send objects with column names instead.")  # fmt: skip
+    return _from_split({"columns": [c["name"] for c in schema], "data": items}, schema)
+
+
 def _from_json(body: Any, schema: Schema | None) -> Columns:
+    """Workbench's own shapes and MLflow's scoring protocol (`dataframe_split`, `dataframe_records`,
+    `instances`, `inputs`), so an MLflow client works unchanged; one set of limits for all."""
     if isinstance(body, list):
         return _from_records(body, schema)
-    if isinstance(body, dict) and "records" in body:
-        return _from_records(body["records"], schema)
-    if isinstance(body, dict) and isinstance(body.get("columns"), dict):
+    if not isinstance(body, dict):
+        raise InputError(400, "Unrecognized JSON body.", hint=_HINT)
+    if "records" in body or "dataframe_records" in body:
+        return _from_records(body.get("records", body.get("dataframe_records")), schema)
+    if isinstance(body.get("columns"), dict):
         return _from_columns(body["columns"], schema)
-    if isinstance(body, dict) and isinstance(body.get("dataframe_split"), dict):
+    if isinstance(body.get("dataframe_split"), dict):
         return _from_split(body["dataframe_split"], schema)
+    if "instances" in body:
+        return _from_instances(body["instances"], "instances", schema)
+    if isinstance(body.get("inputs"), dict):
+        return _from_columns(body["inputs"], schema)
+    if "inputs" in body:
+        return _from_instances(body["inputs"], "inputs", schema)
     raise InputError(400, "Unrecognized JSON body.", hint=_HINT)
 
 
