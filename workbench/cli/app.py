@@ -85,8 +85,23 @@ def fail(message: str, hint: str | None = None) -> None:
     raise WorkbenchError(message, hint)
 
 
+def _takes_param_pairs(argv: list[str]) -> bool:
+    """True when the command `argv` names has a repeatable `-p/--param NAME=VALUE` option (`run`,
+    `sweep`), not `-p PORT` (`serve`, `guard`): only then may `-p NAME VALUE` be joined."""
+    import typer.main
+
+    command: Any = typer.main.get_command(app)  # typer may carry its own click: duck-typed below
+    for token in argv:
+        if not hasattr(command, "commands"):
+            break
+        command = command.commands.get(token, command)
+    return any(p.param_type_name == "option" and "-p" in p.opts and p.multiple for p in command.params)
+
+
 def join_param_pairs(argv: list[str]) -> list[str]:
     """Accept papermill's `-p NAME VALUE` as well as `-p NAME=VALUE` (click takes one value)."""
+    if not _takes_param_pairs(argv):
+        return list(argv)
     result: list[str] = []
     index = 0
     while index < len(argv):
