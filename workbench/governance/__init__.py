@@ -109,14 +109,10 @@ def resolve(ref: str, ws: Workspace | None = None) -> Subject:
     if not isinstance(ref, str) or not ref:
         raise ValidationError("Give a run id or a model reference like wine@production.")
     if _is_run_id(ref):
+        from workbench.models.registry import model_artifact
+
         run = get_run(ref, ws)
-        models = [a for a in run.artifacts if a.kind == "model"]
-        if not models:
-            raise ValidationError(f"Run {ref} logged no model.", "Log one with wb.log_model(model, name, sample=X).")
-        if len(models) > 1:
-            names = ", ".join(a.name for a in models)
-            raise ValidationError(f"Run {ref} logged several models ({names}).", "Promote one and pass NAME@VERSION.")
-        artifact = models[0]
+        artifact = model_artifact(run, choose_hint="Promote one and pass NAME@VERSION.")
         estimator = load_artifact(run, artifact.name, ws)
         schema = (artifact.meta or {}).get("schema")
         subject = Subject(run, estimator, [], list(run.inputs), f"run {ref}")

@@ -86,7 +86,8 @@ def _aliases_of(con: Any, name: str) -> dict[str, int]:
     )
 
 
-def _model_artifact(run: Run, artifact: str | None) -> Any:
+def model_artifact(run: Run, artifact: str | None = None, choose_hint: str = "Choose one with --artifact.") -> Any:
+    """The run's model artifact: `artifact` by name, else its only model (an error for none or several)."""
     models = [a for a in run.artifacts if a.kind == "model"]
     if artifact is not None:
         found = run.artifact(artifact)
@@ -99,7 +100,7 @@ def _model_artifact(run: Run, artifact: str | None) -> Any:
         )
     if len(models) > 1:
         names = ", ".join(a.name for a in models)
-        raise ValidationError(f"Run {run.run_id} logged several models ({names}).", "Choose one with --artifact.")
+        raise ValidationError(f"Run {run.run_id} logged several models ({names}).", choose_hint)
     return models[0]
 
 
@@ -125,7 +126,7 @@ def promote(
     run = get_run(run_id, ws)
     if run.status != "finished":
         raise ValidationError(f"Run {run_id} is {run.status}; only finished runs can be promoted.")
-    found = _model_artifact(run, artifact)
+    found = model_artifact(run, artifact)
     name = validate_name(model or found.name, "model name")
     if alias is not None:
         validate_name(alias, "alias")
