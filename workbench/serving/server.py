@@ -170,8 +170,7 @@ def serving_in_thread(server: Server) -> Iterator[Server]:
     import uvicorn
 
     config = uvicorn.Config(server.app, host=server.host, port=server.port, log_level="warning", access_log=False)
-    uv = uvicorn.Server(config)
-    uv.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    uv = uvicorn.Server(config)  # off the main thread uvicorn leaves signal handlers alone
     with _lifecycle(server):
         thread = threading.Thread(target=uv.run, name="workbench-serve", daemon=True)
         thread.start()
