@@ -44,6 +44,9 @@ def _bad_inputs(tmp_path, square, notebook):
     no_params = notebook("plain", None, "print(1)")
     text = tmp_path / "notes.txt"
     text.write_text("hi")
+    julia = tmp_path / "julia.ipynb"
+    julia.write_text(json.dumps({"cells": [], "metadata": {"language_info": {"name": "julia"}}, "nbformat": 4,
+                                 "nbformat_minor": 5}))  # fmt: skip
     return [
         (["run", str(tmp_path / "missing.ipynb")], "Notebook not found"),
         (["run", str(text)], "is not a notebook"),
@@ -52,6 +55,7 @@ def _bad_inputs(tmp_path, square, notebook):
         (["run", str(square), "-p", "n", "three"], "expects int"),
         (["run", str(square), "-p", "m", "1"], "Unknown parameter 'm'"),
         (["run", str(square), "-k", "no-such-kernel"], "Kernel 'no-such-kernel' is not installed"),
+        (["run", str(julia)], "no julia kernel is installed"),
         (["run", str(square), "-e", "bad name; drop table runs"], "Invalid experiment name"),
         (["run", str(square), "--tag", "novalue"], "Invalid --tag"),
         (["run", str(square), "--params-file", str(tmp_path / "nope.yaml")], "Cannot read parameters file"),

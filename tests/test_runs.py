@@ -104,7 +104,7 @@ def test_rerun_uses_the_same_content_parameters_and_snapshot_versions(train_nb, 
     assert any(issubclass(w.category, ReproducibilityWarning) and "changed since" in str(w.message) for w in caught)
     assert again.status == "finished"
     assert again.parent_run_id == original.run_id
-    assert again.params == original.params
+    assert again.params == original.params == {"C": 0.3, "steps": 3, "features": 13}  # given, default, logged
     assert again.inputs == ["wine@1"]
     assert again.metrics["rows"] == len(wine_frame)
     assert again.notebook_hash == original.notebook_hash

@@ -27,6 +27,15 @@ from workbench.kernels.client import ForkServerGone, ForkServerUnavailable, ensu
 NAME = "workbench-forkserver"
 log = logging.getLogger("workbench.kernels")
 
+#: No ipykernel parent poll in a forked kernel. Its default comes from JPY_PARENT_PID as the fork
+#: server saw it when it preloaded ipykernel: set whenever the runner is itself inside a kernel
+#: (`wb.sweep` in a notebook, the demo, JupyterLab). ipykernel then exits once its parent becomes
+#: init, and a forked kernel's parent is the fork server, which exits when another server takes its
+#: socket (two workers starting one at once on first use) or makes room for others: kernels died
+#: mid-run ("Parent appears to have exited") and their runs failed with DeadKernelError. The fork
+#: server ends a forked kernel when its runner goes away, which is what that poll is for.
+NO_PARENT_POLL = "--IPKernelApp.parent_handle=0"
+
 #: pids of kernels this process forked through a fork server: not our children, so cancelling a
 #: run (which kills our children) must also kill these.
 FORKED_KERNELS: set[int] = set()
@@ -107,7 +116,7 @@ class ForkServerProvisioner(LocalProvisioner):  # type: ignore[misc]
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         try:
-            argv = cmd[cmd.index("-f") :]
+            argv = [*cmd[cmd.index("-f") :], NO_PARENT_POLL]
             stream = kwargs.get("stdout")
             log_name = getattr(stream, "name", None) if stream is not None else None
             env, cwd = dict(kwargs.get("env") or os.environ), kwargs.get("cwd") or os.getcwd()

@@ -6,10 +6,18 @@ run pays that pause, a quarter of a tracked run of a small notebook on a fork-se
 own `kernel_info` request, so this client stops at the `idle` status of a kernel_info sent once
 IOPub is known to be connected (a round trip of a few milliseconds), and keeps the 0.2 s silence
 only as the fallback for a kernel that never sends it.
+
+It asks again every second until a reply comes and skips replies to its own earlier requests: a
+kernel slower than 1 s to answer (a busy machine, a slow IPython startup file) answers the queued
+requests in order, and accepting only the latest request's reply read one stale reply per poll, so
+the backlog never shrank and the run failed with "Kernel didn't respond in 60 seconds" although
+the kernel was up. A kernel that does not become ready is a `KernelStartError` (one line for the
+user; the runner retries once on a plain kernel).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from queue import Empty
 from typing import Any
@@ -18,8 +26,27 @@ import zmq
 import zmq.asyncio
 from jupyter_client.asynchronous import AsyncKernelClient
 
+from workbench.errors import WorkbenchError
+
 SILENCE_S = 0.2  # jupyter_client's own drain timeout, kept as the fallback
 RECONNECT_MS = 10
+KERNEL_START_TIMEOUT = 120.0
+ENV_START_TIMEOUT = "WORKBENCH_KERNEL_START_TIMEOUT"
+
+
+class KernelStartError(WorkbenchError, RuntimeError):
+    """A kernel did not become ready: one line for the user. Also a RuntimeError, like the jupyter_client
+    error it replaces, so code that caught that (nbclient shuts the kernel down) keeps working."""
+
+
+def kernel_start_timeout() -> float:
+    """How long a started kernel may take to answer: `WORKBENCH_KERNEL_START_TIMEOUT`, else 120 s."""
+    raw = os.environ.get(ENV_START_TIMEOUT, "")
+    try:
+        value = float(raw) if raw else KERNEL_START_TIMEOUT
+    except ValueError:
+        value = KERNEL_START_TIMEOUT
+    return value if value > 0 else KERNEL_START_TIMEOUT
 
 
 class ReadyKernelClient(AsyncKernelClient):
@@ -50,17 +77,25 @@ class ReadyKernelClient(AsyncKernelClient):
                         await self._sync_iopub()
                     return
             if not await self.is_alive():
-                raise RuntimeError("Kernel died before replying to kernel_info")
+                raise KernelStartError("The kernel exited while starting.",
+                                       "Its own output is in the run's kernel.log.")  # fmt: skip
             if time.time() > deadline:
-                raise RuntimeError(f"Kernel didn't respond in {timeout:.0f} seconds")
+                raise KernelStartError(
+                    f"The kernel did not answer within {timeout or 0:.0f} s of starting (is the machine overloaded?).",
+                    f"Set {ENV_START_TIMEOUT}=SECONDS to wait longer; the kernel's own output is in the run's "
+                    "kernel.log.",
+                )
 
     async def _reply_to(self, request_id: str) -> dict[str, Any] | None:
-        try:
-            msg = await self.shell_channel.get_msg(timeout=1)
-        except Empty:
-            return None
-        if msg["msg_type"] == "kernel_info_reply" and msg["parent_header"].get("msg_id") == request_id:
-            return msg
+        """The reply to `request_id` within 1 s, skipping replies to earlier requests (see module doc)."""
+        deadline = time.monotonic() + 1.0
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                msg = await self.shell_channel.get_msg(timeout=left)
+            except Empty:
+                return None
+            if msg["msg_type"] == "kernel_info_reply" and msg["parent_header"].get("msg_id") == request_id:
+                return msg
         return None
 
     async def _sync_iopub(self) -> None:

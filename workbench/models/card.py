@@ -25,6 +25,7 @@ from workbench import blobs
 from workbench.errors import NotFoundError
 from workbench.markdown import inert_section, md_text
 from workbench.models.registry import ModelVersion, get_version
+from workbench.runs.lifecycle import given_params
 from workbench.runs.store import Run, get_run, load_artifact
 from workbench.workspace import Workspace, current_workspace
 
@@ -96,12 +97,14 @@ def model_card(ref: str, fmt: str = "markdown", ws: Workspace | None = None) -> 
     ws = ws or current_workspace()
     version = get_version(ref, ws)
     run = _optional_run(version.run_id, ws)
-    markdown = card_markdown(version, run, _extra_sections(run, ws), notebook_defaults(run, ws))
+    given = given_params(ws, run.run_id) if run is not None else None
+    markdown = card_markdown(version, run, _extra_sections(run, ws), notebook_defaults(run, ws),
+                             set(given) if given is not None else None)  # fmt: skip
     return card_html(version.ref, markdown) if fmt == "html" else markdown
 
 
 def card_markdown(version: ModelVersion, run: Run | None = None, extra: Sequence[tuple[str, str]] = (),
-                  defaults: dict[str, Any] | None = None) -> str:  # fmt: skip
+                  defaults: dict[str, Any] | None = None, given: set[str] | None = None) -> str:  # fmt: skip
     """The Markdown card: facts, metrics, effective parameters, input schema, then the extra sections.
 
     Per-feature importances are left to the Explainability section that explains them.
@@ -111,7 +114,8 @@ def card_markdown(version: ModelVersion, run: Run | None = None, extra: Sequence
     metrics = sorted((k, _fmt(v)) for k, v in version.metrics.items()
                      if v is not None and not k.startswith(IMPORTANCE_PREFIX))  # fmt: skip
     lines += _table("Metrics", ("metric", "value"), metrics, "(none)")
-    lines += _table("Parameters", ("parameter", "value"), _effective_params(version.params, defaults or {}), "(none)")
+    rows = _effective_params(version.params, defaults or {}, given)
+    lines += _table("Parameters", ("parameter", "value"), rows, "(none)")
     schema = [(c.get("name", ""), c.get("dtype", "")) for c in version.schema or []]
     lines += _table("Input schema", ("column", "dtype"), schema, "(not recorded)")
     for title, text in extra:
@@ -119,10 +123,19 @@ def card_markdown(version: ModelVersion, run: Run | None = None, extra: Sequence
     return "\n".join(lines) + "\n"
 
 
-def _effective_params(given: dict[str, Any], defaults: dict[str, Any]) -> list[tuple[str, str]]:
-    """Every parameter the run used: the ones it was given, then the notebook's defaults it kept."""
-    rows = [(name, f"{value} (set)" if defaults else str(value)) for name, value in sorted(given.items())]
-    return rows + [(name, f"{value} (default)") for name, value in defaults.items() if name not in given]
+def _effective_params(
+    params: dict[str, Any], defaults: dict[str, Any], given: set[str] | None
+) -> list[tuple[str, str]]:
+    """Every parameter the run used, each marked as given ("set") or left at the notebook's default.
+
+    `given` is None for runs recorded before runs kept that list: they recorded only what they were
+    given, and the notebook's other defaults are added from its stored copy.
+    """
+    if given is None and not defaults:
+        return [(name, str(value)) for name, value in sorted(params.items())]
+    given = set(params) if given is None else given
+    rows = [(name, f"{value} ({'set' if name in given else 'default'})") for name, value in sorted(params.items())]
+    return rows + [(name, f"{value} (default)") for name, value in defaults.items() if name not in params]
 
 
 def _table(title: str, headers: tuple[str, str], rows: Sequence[tuple[Any, Any]], empty: str) -> list[str]:

@@ -22,6 +22,7 @@ from workbench.names import validate_name
 from workbench.runs import environment
 from workbench.runs.events import EVENTS_FILE, read_events, run_dir
 from workbench.runs.ingest import FINAL_STATUSES, fold
+from workbench.runs.lifecycle import given_params
 from workbench.runs.runner import CANCEL_FILE, execute, prepare, queue
 from workbench.runs.store import Run, get_run
 from workbench.workspace import Workspace, current_workspace
@@ -112,14 +113,26 @@ def rerun(run_id: str, *, experiment: str | None = None, ws: Workspace | None = 
     for message in reproducibility_differences(original):
         warnings.warn(message, ReproducibilityWarning, stacklevel=2)
     prepared = prepare(
-        original.notebook or "notebook.ipynb", original.params, allow_new_params=True, kernel_name=original.kernel,
-        source=source, **fast_options(ws, None),
+        original.notebook or "notebook.ipynb", rerun_params(original, ws), allow_new_params=True,
+        kernel_name=original.kernel, source=source, **fast_options(ws, None),
     )  # fmt: skip
     pins = {name: int(version) for name, version in (ref.split("@") for ref in original.inputs)}
     record = queue(ws, prepared, experiment=experiment or original.experiment, tags=rerun_tags(original),
                    parent_run_id=original.run_id, pins=pins)  # fmt: skip
     execute(ws, prepared, record, pins=pins)
     return get_run(record.run_id, ws)
+
+
+def rerun_params(original: Run, ws: Workspace) -> dict[str, Any]:
+    """What to inject into a rerun: exactly what the original was given.
+
+    A run records its defaults too, but injecting them would change nothing at best; the notebook
+    sets them itself (and a default that is an expression is not recorded at all: its value only
+    exists in the kernel). Runs recorded before `params_given` existed recorded only what they
+    were given (and what they logged), so all their params are injected, as before.
+    """
+    given = given_params(ws, original.run_id)
+    return dict(original.params) if given is None else given
 
 
 def check_reproducible(original: Run) -> None:

@@ -1,8 +1,10 @@
 """Notebook parameters: read the `parameters` cell, validate and coerce what users pass.
 
 Types are inferred from the defaults in the parameters cell (`lr = 0.1` is a float), or taken
-from an annotation (`n: int = 5`). Validation happens before any kernel starts, so a typo in a
-parameter name or a value of the wrong type is a one-line error instead of a failed run.
+from an annotation (`n: int = 5`). A default that is not a literal (`x = np.arange(3)`) only
+exists once the cell runs: its type is "any" and its source text is never a value (not injected,
+not recorded). Validation happens before any kernel starts, so a typo in a parameter name or a
+value of the wrong type is a one-line error instead of a failed run.
 """
 
 from __future__ import annotations
@@ -60,7 +62,17 @@ def _as_notebook(notebook: NotebookSource) -> tuple[nbformat.NotebookNode, str]:
 
 
 def notebook_parameters(notebook: NotebookSource) -> dict[str, dict[str, Any]]:
-    """name -> {"default": value, "type": "int"|"float"|..., "help": comment} from the parameters cell."""
+    """name -> {"default": value, "type": "int"|"float"|...|"any", "help": comment} from the parameters cell.
+
+    For an expression default (`x = np.arange(3)`) `default` is its source text, for display
+    only, and `type` is "any" (unless annotated): the value only exists in the kernel, so any value
+    may replace it. `literal_defaults` holds the defaults that are values.
+    """
+    return {name: {k: v for k, v in spec.items() if k != "literal"} for name, spec in _declared(notebook).items()}
+
+
+def _declared(notebook: NotebookSource) -> dict[str, dict[str, Any]]:
+    """`notebook_parameters` plus "literal": whether the default is a plain value."""
     nb, label = _as_notebook(notebook)
     cell = parameters_cell(nb)
     if cell is None:
@@ -80,15 +92,36 @@ def notebook_parameters(notebook: NotebookSource) -> dict[str, dict[str, Any]]:
             annotation = ast.unparse(node.annotation)
         if target is None:
             continue
-        try:
-            default = ast.literal_eval(value) if value is not None else None
-        except ValueError:
-            default = ast.unparse(value) if value is not None else None
-        type_name = annotation if annotation in TYPE_NAMES.values() else TYPE_NAMES.get(type(default), "any")
+        default, literal = _default_of(value)
+        inferred = TYPE_NAMES.get(type(default), "any") if literal else "any"
+        type_name = annotation if annotation in TYPE_NAMES.values() else inferred
         line = lines[node.lineno - 1] if node.lineno <= len(lines) else ""
         help_text = line.split("#", 1)[1].strip() if "#" in line else ""
-        found[target] = {"default": default, "type": type_name, "help": help_text}
+        found[target] = {"default": default, "type": type_name, "help": help_text, "literal": literal}
     return found
+
+
+def _default_of(value: ast.expr | None) -> tuple[Any, bool]:
+    """(default, is_literal): a literal's value, else the expression's source text (for display)."""
+    if value is None:  # `n: int` without a value
+        return None, False
+    try:
+        return ast.literal_eval(value), True
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return ast.unparse(value), False
+
+
+def literal_defaults(notebook: NotebookSource) -> dict[str, Any]:
+    """The parameters cell's plain-value defaults: what a run records for the parameters it was not given.
+
+    A parameters cell with a syntax error has none (the run then fails in that cell, as with
+    papermill): only passing parameters to such a notebook is refused up front.
+    """
+    try:
+        declared = _declared(notebook)
+    except WorkbenchError:
+        return {}
+    return {name: spec["default"] for name, spec in declared.items() if spec["literal"]}
 
 
 def coerce_text(name: str, raw: str, type_name: str) -> Any:
@@ -109,9 +142,20 @@ def coerce_text(name: str, raw: str, type_name: str) -> Any:
         value = yaml.safe_load(raw)
     except (ValueError, yaml.YAMLError, RecursionError) as exc:
         raise ValidationError(f"Parameter {name!r} expects {type_name}, got {raw[:80]!r}.") from exc
+    if type_name == "any" and isinstance(value, str):
+        value = _python_literal(raw, value)
     if type_name in ("list", "dict") and type(value).__name__ != type_name:
         raise ValidationError(f"Parameter {name!r} expects a {type_name}, got {raw!r}.")
     return value
+
+
+def _python_literal(raw: str, fallback: str) -> Any:
+    """What YAML reads as text may be a Python literal (`(1, 2)`, `1e-3`, `None`): take that, else the text."""
+    try:
+        value = ast.literal_eval(raw.strip())
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return fallback
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _check_value(name: str, value: Any, type_name: str) -> Any:

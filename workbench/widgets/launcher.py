@@ -9,7 +9,6 @@ background thread that redraws a status table every second and stops once they h
 
 from __future__ import annotations
 
-import ast
 import html
 import os
 import threading
@@ -22,7 +21,7 @@ import pandas as pd
 
 from workbench.errors import ValidationError, WorkbenchError
 from workbench.runs.ingest import FINAL_STATUSES
-from workbench.runs.params import coerce_text, notebook_parameters, parameters_cell, read_notebook
+from workbench.runs.params import coerce_text, literal_defaults, notebook_parameters
 from workbench.widgets.table import error_html, format_value, status_html
 from workbench.workspace import Workspace
 
@@ -38,21 +37,7 @@ def literal_parameters(notebook: str | os.PathLike[str]) -> set[str]:
     `notebook_parameters` as the text "np.arange(3)", and passing that text would replace the
     array with a string. Such fields are only passed when the user edits them.
     """
-    cell = parameters_cell(read_notebook(notebook))
-    if cell is None:
-        return set()
-    names = set()
-    for node in ast.parse(cell.source).body:
-        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else (
-            node.target if isinstance(node, ast.AnnAssign) else None)  # fmt: skip
-        if not isinstance(target, ast.Name) or node.value is None:
-            continue
-        try:
-            ast.literal_eval(node.value)
-        except ValueError:
-            continue
-        names.add(target.id)
-    return names
+    return set(literal_defaults(notebook))
 
 
 def _yaml_text(value: Any) -> str:
@@ -96,11 +81,10 @@ class RunLauncher(widgets.VBox):
         self.notebook = Path(notebook)
         self.ws = ws
         self.poll_seconds = poll_seconds
+        # An expression default (`x = np.arange(3)`) has type "any" (a YAML field) and is only
+        # passed when edited: its source text is not a value.
+        self.parameters = notebook_parameters(self.notebook)
         self._literal = literal_parameters(self.notebook)
-        # An expression default (`x = np.arange(3)`) is reported as its source text with type
-        # "str"; a YAML field is the honest input for it.
-        self.parameters = {name: spec if name in self._literal else {**spec, "type": "any"}
-                           for name, spec in notebook_parameters(self.notebook).items()}  # fmt: skip
         self.run_ids: list[str] = []
         self.runs: dict[str, Any] = {}
         self.sweep_state: dict[str, Any] | None = None
