@@ -247,7 +247,10 @@ def expand(space: Space, random: int | None = None, seed: int = 0) -> list[dict[
 
 
 def default_parallel() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    """One run per usable core: each kernel then gets a thread budget of about one core."""
+    from workbench.runs.runner import usable_cores
+
+    return usable_cores()
 
 
 def sweep(

@@ -88,9 +88,15 @@ def _cancelled(folder: Path) -> bool:
     return _cancel_requested or (folder / CANCEL_FILE).exists()
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask, e.g. a container's or taskset's share),
+    not the machine's count: sizing thread pools by the latter oversubscribes a restricted process."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
 def thread_env(parallel: int) -> dict[str, str]:
     """BLAS/OpenMP thread budget for one of `parallel` concurrent kernels: about cores/parallel."""
-    threads = max(1, (os.cpu_count() or 1) // max(1, parallel))
+    threads = max(1, usable_cores() // max(1, parallel))
     return {var: str(threads) for var in THREAD_VARS}
 
 
