@@ -37,7 +37,7 @@ from workbench.identity import current_user
 from workbench.names import validate_name
 from workbench.runs.events import EVENTS_FILE, read_events, run_dir
 from workbench.runs.ids import new_run_id
-from workbench.runs.ingest import fold, settle_quietly
+from workbench.runs.ingest import fold, index_runs
 from workbench.runs.launch import check_tags, fast_options
 from workbench.runs.params import coerce_text, read_notebook
 from workbench.runs.runner import CANCEL_FILE, execute_queued, init_worker_process, prepare, queue, reopen
@@ -398,7 +398,7 @@ def _run_locally(ws: Workspace, run_ids: list[str], parallel: int,
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 statuses[futures[future]] = _status_of(future)
-            settle_quietly(ws, [futures[future] for future in done])
+            index_runs(ws, [futures[future] for future in done])
             _report(on_progress, statuses, len(run_ids), min(workers, len(pending)))
     return statuses
 
@@ -455,7 +455,7 @@ def end_unstarted(ws: Workspace, run_id: str, ename: str, why: str) -> str:
     (folder / CANCEL_FILE).touch()
     _prepared, record, _pins = reopen(ws, run_id)
     record.end("killed", {"cell_index": None, "ename": ename, "evalue": why, "traceback": []})
-    record.sync_quietly()
+    record.sync()
     return "killed"
 
 
@@ -477,12 +477,12 @@ def resume(
     """
     from workbench.catalog import connect
     from workbench.runs.ids import check_run_id
-    from workbench.runs.store import refresh
+    from workbench.runs.ingest import index_runs
 
     ws = ws or current_workspace()
     check_run_id(sweep_id)
     check_executor(executor, scheduler)
-    refresh(ws)
+    index_runs(ws)
     with connect(ws) as con:
         row = con.execute("SELECT experiment, spec FROM sweeps WHERE sweep_id = ?", [sweep_id]).fetchone()
         runs = con.execute(

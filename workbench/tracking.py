@@ -124,7 +124,7 @@ def end_run(status: str = "finished") -> None:
         _active.heartbeat.stop()
     _active.record.end(status)
     _active.ended = True
-    _active.record.sync_quietly()
+    _active.record.sync()
 
 
 def _key(key: object, kind: str) -> str:

@@ -22,7 +22,7 @@ import duckdb
 import pandas as pd
 
 from workbench.catalog import transaction
-from workbench.errors import WorkbenchError
+from workbench.errors import StoreBusyError
 from workbench.permissions import make_dir, open_for_append
 from workbench.runs.events import EVENTS_FILE, EventWriter, heartbeat_age, now_iso, read_events, run_dir
 from workbench.workspace import Workspace
@@ -172,8 +172,8 @@ def ingest_runs(ws: Workspace, run_ids: list[str]) -> list[str]:
             final = [run_id for run_id in final if run_id in written]
             break
         except duckdb.IOException as exc:  # seen rarely under heavy multi-process load; idempotent, so retry
-            if attempt == IO_RETRIES - 1:
-                raise WorkbenchError(f"Could not index runs in the catalog: {exc}", "Run 'workbench doctor'.") from exc
+            if attempt == IO_RETRIES - 1:  # a conflict that outlasted the retries: busy, as far as callers care
+                raise StoreBusyError(f"Could not index runs in the catalog: {exc}", "Run 'workbench doctor'.") from exc
             time.sleep(0.1 * (attempt + 1))
     return final
 
@@ -305,11 +305,28 @@ def ingest_pending(ws: Workspace) -> int:
         return 0
     for run_id in run_ids:
         _reap_if_dead(ws, run_id)
-    settle(ws, run_ids)
+    _settle(ws, run_ids)
     return len(run_ids)
 
 
-def settle(ws: Workspace, run_ids: list[str]) -> None:
+def index_runs(ws: Workspace, run_ids: list[str] | None = None) -> None:
+    """Bring the catalog up to date with the run folders: `run_ids` (a writer after its own events)
+    or, with None, every run marked pending (a reader before a query; dead runs are reaped first).
+
+    The one way to index runs. It tolerates only a catalog that stays busy past the lock timeout
+    (`StoreBusyError`): the runs' files are complete and still marked pending, so the next reader
+    indexes them and nothing is lost. Every other error is raised.
+    """
+    try:
+        if run_ids is None:
+            ingest_pending(ws)
+        else:
+            _settle(ws, run_ids)
+    except StoreBusyError:
+        pass
+
+
+def _settle(ws: Workspace, run_ids: list[str]) -> None:
     """Ingest `run_ids` and drop the pending marker of those that are final and fully indexed.
 
     A marker touched again after it was read (a late event) is kept for the next reader.
@@ -328,15 +345,6 @@ def settle(ws: Workspace, run_ids: list[str]) -> None:
                 path.unlink()
         except FileNotFoundError:
             pass
-
-
-def settle_quietly(ws: Workspace, run_ids: list[str]) -> None:
-    """`settle`, unless the catalog stays busy past the lock timeout: the runs' files are complete
-    and still marked pending, so the next reader indexes them instead."""
-    try:
-        settle(ws, run_ids)
-    except WorkbenchError:
-        pass
 
 
 def ingest_all(ws: Workspace) -> int:

@@ -18,7 +18,7 @@ from workbench.names import validate_name
 from workbench.runs import environment
 from workbench.runs.events import EVENTS_FILE, EventWriter, now_iso, read_events, run_dir
 from workbench.runs.ids import new_run_id
-from workbench.runs.ingest import settle, settle_quietly, writer_for
+from workbench.runs.ingest import index_runs, writer_for
 from workbench.workspace import Workspace
 
 DEFAULT_EXPERIMENT = "default"
@@ -44,14 +44,10 @@ class RunRecord:
         self.writer.close()
 
     def sync(self) -> None:
-        """Flush and index this run now, so UIs see its state without waiting."""
+        """Flush and index this run now, so UIs see its state without waiting (see `index_runs`:
+        a catalog that stays busy leaves it to the next reader)."""
         self.writer.flush()
-        settle(self.ws, [self.run_id])
-
-    def sync_quietly(self) -> None:
-        """`sync` where a busy catalog must not fail the caller (the next reader indexes the run)."""
-        self.writer.flush()
-        settle_quietly(self.ws, [self.run_id])
+        index_runs(self.ws, [self.run_id])
 
 
 def create_run(

@@ -246,7 +246,7 @@ def runs(
     `include_min_max` also `metrics.<k>.min` / `.max`), `tags.<k>` and `inputs`
     ("name@version, ..."). Sorted by `order_by` (default newest first), at most `limit` rows.
     """
-    from workbench.runs.store import refresh
+    from workbench.runs.ingest import index_runs
 
     ws = ws or current_workspace()
     node = parse_filter(filter) if filter is not None else None
@@ -257,7 +257,7 @@ def runs(
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
         raise ValidationError(f"limit must be a non-negative integer, not {limit!r}.")
     select = build_select(node, order, experiments=experiments, status=status, limit=limit)
-    refresh(ws)
+    index_runs(ws)
     with connect(ws) as con:
         base = con.execute(select.text, select.params).df()
         if base.empty:

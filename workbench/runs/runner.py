@@ -372,14 +372,14 @@ def reopen(ws: Workspace, run_id: str) -> tuple[PreparedRun, RunRecord, dict[str
     return prepared, record, {k: int(v) for k, v in request.get("pins", {}).items()}
 
 
-def _sync_quietly(record: RunRecord, index: bool = True) -> None:
+def _finish_writing(record: RunRecord, index: bool = True) -> None:
     """Flush the run's events and (with `index`) index it in the catalog now.
 
     Without `index` the run stays pending and whoever reads next indexes it: sweep workers leave
     that to the sweep's coordinator, so the catalog write is not between two of their runs.
     """
     if index:
-        record.sync_quietly()
+        record.sync()
     else:
         record.writer.flush()
 
@@ -414,7 +414,7 @@ def execute(
     kernel_manager_factory: Callable[..., type] = kernel_manager_with_env,
     index: bool = True,
 ) -> str:
-    """Execute a queued run to a final state; returns the status (`index`: see `_sync_quietly`)."""
+    """Execute a queued run to a final state; returns the status (`index`: see `_finish_writing`)."""
     import json
 
     folder = run_dir(ws, record.run_id)
@@ -428,13 +428,13 @@ def execute(
     _cancel_requested = False
     if _cancelled(folder):
         record.end("killed", _CANCELLED)
-        _sync_quietly(record, index)
+        _finish_writing(record, index)
         return "killed"
     heartbeat = Heartbeat(folder).start()
     record.writer.emit("status", status="running", at=now_iso(), pid=os.getpid(), host=socket.gethostname())
     record.writer.flush()
     if index:  # the catalog (and its audit log) learns of the start while the kernel starts up
-        threading.Thread(target=record.sync_quietly, name="workbench-index-start", daemon=True).start()
+        threading.Thread(target=record.sync, name="workbench-index-start", daemon=True).start()
     status, error = "finished", None
     try:
         _execute_with_retry(prepared, folder, env, kernel_manager_factory)
@@ -452,7 +452,7 @@ def execute(
             record.writer.emit("artifact", name=path.stem, kind="text", blob=blob_id,
                                size=path.stat().st_size, meta=None, at=now_iso())  # fmt: skip
     record.end(status, error, output_blob)
-    _sync_quietly(record, index)
+    _finish_writing(record, index)
     return status
 
 

@@ -1,6 +1,6 @@
 """Reading runs back from the catalog: one run with everything it recorded, artifacts, series.
 
-Every read first folds pending event files into the catalog (`refresh`), so what callers see is
+Every read first folds pending event files into the catalog (`index_runs`), so what callers see is
 at most one flush behind the running notebooks. If the catalog is busy for long, reads go on
 with what it already holds rather than failing.
 """
@@ -17,9 +17,9 @@ import pandas as pd
 
 from workbench import blobs
 from workbench.catalog import connect
-from workbench.errors import NotFoundError, StoreBusyError, ValidationError
+from workbench.errors import NotFoundError, ValidationError
 from workbench.runs.ids import check_run_id
-from workbench.runs.ingest import ingest_pending
+from workbench.runs.ingest import index_runs
 from workbench.workspace import Workspace, current_workspace
 
 
@@ -86,14 +86,6 @@ class Run:
         return f"<Run {self.run_id} {self.experiment} {self.status} {metrics}>"
 
 
-def refresh(ws: Workspace) -> None:
-    """Fold pending run events into the catalog; a busy catalog only makes the view a bit stale."""
-    try:
-        ingest_pending(ws)
-    except StoreBusyError:
-        pass
-
-
 def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
@@ -102,7 +94,7 @@ def get_run(run_id: str, ws: Workspace | None = None) -> Run:
     """The run `run_id` with its params, last metric values, tags, artifacts and inputs."""
     ws = ws or current_workspace()
     check_run_id(run_id)
-    refresh(ws)
+    index_runs(ws)
     with connect(ws) as con:
         cursor = con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id])
         row = cursor.fetchone()
@@ -143,7 +135,7 @@ def metric_history(run_ids: str | list[str], key: str, ws: Workspace | None = No
     ids = [run_ids] if isinstance(run_ids, str) else list(run_ids)
     for run_id in ids:
         check_run_id(run_id)
-    refresh(ws)
+    index_runs(ws)
     with connect(ws) as con:
         con.register("__wb_ids", pd.DataFrame({"run_id": ids}, dtype=object))
         return con.execute(
