@@ -3,9 +3,9 @@
 - Run as experiment: open a notebook with a `parameters` cell, press the toolbar button, change a
   parameter in the dialog and start the run; it appears in the Runs section, runs on a real kernel
   to "finished", and a click opens its executed notebook read-only.
-- Promote and Rollback: two finished interactive runs that logged a model (made beforehand with
-  the Python API); Promote on each from the Runs section (confirmation accepted) moves the alias
-  to v1 then v2 in the Models section; Rollback moves it back to v1.
+- Register and Rollback: two finished interactive runs that logged a model (made beforehand with
+  the Python API); "Register run…" on each from the Runs section (confirmation accepted) moves the
+  alias to v1 then v2 in the Models section; Rollback moves it back to v1.
 
 The server, its root folder (`train.ipynb`: `lr = 0.1`, `epochs = 3`, then `print(lr * epochs)`)
 and its workspace come from the `lab` fixture of test_lab_extension.py.
@@ -139,7 +139,7 @@ def test_promote_and_rollback(lab: dict[str, Any]) -> None:
         page.click(base.SIDEBAR_TAB)
         page.wait_for_selector(".wb-Section-models .wb-Empty:has-text('No models yet')")
         for run_id, version in ((first, 1), (second, 2)):
-            page.click(f'.wb-Run[data-run-id="{run_id}"] .wb-Run-actions button:text-is("Promote")')
+            page.click(f'.wb-Run[data-run-id="{run_id}"] .wb-Run-actions button:text-is("Register run…")')
             accept(run_id)
             page.wait_for_selector(alias(version))
         assert page.locator(f"{model} .wb-Model-line").inner_text().count("production") == 1

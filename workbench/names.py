@@ -7,6 +7,7 @@ strict pattern instead of being escaped in each place that uses them.
 from __future__ import annotations
 
 import re
+import string
 from dataclasses import dataclass
 
 from workbench.errors import InvalidNameError
@@ -20,6 +21,19 @@ def validate_name(name: object, kind: str = "name") -> str:
     if not isinstance(name, str) or not NAME_PATTERN.match(name) or ".." in name:
         raise InvalidNameError(f"Invalid {kind} {name!r}.", _NAME_RULE)
     return name
+
+
+def derive_name(text: str, prefix: str = "nb", fallback: str = "default") -> str:
+    """A legal name made from free text such as a file name, for defaults a user can accept as they are.
+
+    Characters outside the rule become '-' (runs of them collapse), '..' shrinks to '.', and a name
+    that does not start with a letter gets `prefix-` in front, so nothing of the text is lost:
+    `02_train` -> `nb-02_train`, `my notebook (v2)` -> `my-notebook-v2`.
+    """
+    cleaned = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9_.-]+", "-", text)).strip("-._") or fallback
+    if cleaned[0] not in string.ascii_letters:
+        cleaned = f"{prefix}-{cleaned}"
+    return validate_name(cleaned[:128].rstrip("-._"))
 
 
 @dataclass(frozen=True)

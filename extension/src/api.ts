@@ -3,16 +3,34 @@
  * ServerConnection (token and XSRF handled by JupyterLab), with the server's
  * `{"error", "hint"}` bodies turned into readable exceptions.
  */
+import { Notification } from '@jupyterlab/apputils';
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
+/** One gate's verdict in a refused promotion (`gates` of the error body). */
+export interface IGateResult {
+  gate: string;
+  passed: boolean;
+  detail: string;
+}
+
+/** The server's `{"error", "hint", "field", "gates"}` reply as an exception. */
 export class WorkbenchAPIError extends Error {
   constructor(
     message: string,
     readonly status: number,
-    readonly hint: string | null = null
+    readonly hint: string | null = null,
+    /** The form input the refusal is about: "experiment", "parallel", "params.<name>". */
+    readonly field: string | null = null,
+    /** Every gate's verdict when a promotion was refused by the model's gates. */
+    readonly gates: IGateResult[] = []
   ) {
     super(message);
+  }
+
+  /** A refusal of what the user asked (4xx), which they can fix, as opposed to a server fault. */
+  get isRefusal(): boolean {
+    return this.status >= 400 && this.status < 500;
   }
 }
 
@@ -51,7 +69,13 @@ export async function requestAPI<T>(
     const message =
       (data && (data.error || data.message)) ||
       `${response.status} ${response.statusText}`;
-    throw new WorkbenchAPIError(message, response.status, data?.hint ?? null);
+    throw new WorkbenchAPIError(
+      message,
+      response.status,
+      data?.hint ?? null,
+      typeof data?.field === 'string' ? data.field : null,
+      Array.isArray(data?.gates) ? data.gates : []
+    );
   }
   return data as T;
 }
@@ -67,7 +91,15 @@ export function errorText(error: unknown): string {
   if (error instanceof WorkbenchAPIError) {
     return error.hint ? `${error.message} ${error.hint}` : error.message;
   }
-  return String(error);
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * An error toast that stays until dismissed: in JupyterLab 4 an error notification that may
+ * close by itself shows no toast at all, only a count on the status bar's bell.
+ */
+export function notifyError(message: string): void {
+  Notification.error(message, { autoClose: false });
 }
 
 /** One row of GET runs: base columns plus `params.<k>`, `metrics.<k>`, `tags.<k>`. */
@@ -112,6 +144,41 @@ export interface IModelDetail {
     metrics?: Record<string, number | null>;
     [key: string]: any;
   }[];
+}
+
+/** GET runs/<id>: what the executed-notebook view's header shows. */
+export interface IRunDetail {
+  run_id: string;
+  experiment: string;
+  status: string;
+  notebook: string | null;
+  created_at: string | null;
+  started_at: string | null;
+  ended_at: string | null;
+  duration_s: number | null;
+  params: Record<string, any>;
+  metrics: Record<string, number | null>;
+  /** failed and killed runs: the exception, the failing cell (0-based) and its traceback */
+  error: {
+    ename?: string;
+    evalue?: string;
+    cell_index?: number | null;
+    exec_count?: number | null;
+    traceback?: string[];
+  } | null;
+}
+
+/** One entry of GET serving (a model server's status file). */
+export interface IModelServer {
+  ref: string;
+  model?: string;
+  alias?: string | null;
+  version?: number | null;
+  canary?: { version: number; fraction: number } | null;
+  url: string;
+  pid: number;
+  host?: string;
+  started_at?: string;
 }
 
 export interface IParameterSpec {

@@ -3,7 +3,8 @@
  * runs in which the values that differ between runs stand out.
  *
  * plotly.js is large, so it is loaded on first use (a separate webpack chunk) rather than with
- * JupyterLab's start-up bundle.
+ * JupyterLab's start-up bundle. Charts take the JupyterLab theme's colours when drawn and again
+ * when the theme changes (`restyleCharts`).
  */
 import { MainAreaWidget } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
@@ -11,6 +12,7 @@ import { Widget } from '@lumino/widgets';
 import { errorText, requestAPI } from './api';
 import { formatValue } from './format';
 import { workbenchIcon } from './icons';
+import { chartAxes, plotlyThemeUpdate, themedLayout } from './theme';
 
 interface ICompareResponse {
   run_ids: string[];
@@ -26,6 +28,17 @@ interface ICompareResponse {
 const HEADER_IDS = 8;
 
 let plotlyPromise: Promise<any> | null = null;
+
+/** Open Compare views, re-coloured when the theme changes. */
+const liveViews = new Set<CompareView>();
+
+/** Give every drawn chart the current theme's colours (call after a theme change). */
+export function restyleCharts(): void {
+  if (!liveViews.size) {
+    return;
+  }
+  void loadPlotly().then(Plotly => liveViews.forEach(view => view.restyle(Plotly)));
+}
 
 function loadPlotly(): Promise<any> {
   if (!plotlyPromise) {
@@ -71,7 +84,22 @@ export class CompareView extends Widget {
     this.table = document.createElement('div');
     this.table.className = 'wb-CompareView-table';
     this.node.append(this.header, this.charts, this.table);
+    liveViews.add(this);
     void this.load();
+  }
+
+  dispose(): void {
+    liveViews.delete(this);
+    super.dispose();
+  }
+
+  /** Re-colour the drawn charts with the current theme. */
+  restyle(Plotly: any): void {
+    this.charts.querySelectorAll<HTMLElement>('.wb-CompareView-chart').forEach(chart => {
+      if ((chart as any)._fullLayout) {
+        void Plotly.relayout(chart, plotlyThemeUpdate(chartAxes(chart)));
+      }
+    });
   }
 
   private header: HTMLElement;
@@ -223,7 +251,7 @@ export class CompareView extends Widget {
       box.className = 'wb-CompareView-chart';
       box.dataset.figure = name;
       this.charts.appendChild(box);
-      const layout = { autosize: true, height: 360, ...(figure.layout ?? {}) };
+      const layout = themedLayout({ autosize: true, height: 360, ...(figure.layout ?? {}) });
       await Plotly.newPlot(box, figure.data ?? [], layout, {
         responsive: true,
         displaylogo: false

@@ -8,13 +8,14 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import { ICommandPalette, MainAreaWidget, ToolbarButton } from '@jupyterlab/apputils';
+import { ICommandPalette, IThemeManager, MainAreaWidget, ToolbarButton } from '@jupyterlab/apputils';
+import { IEditorLanguageRegistry } from '@jupyterlab/codemirror';
 import { DocumentRegistry } from '@jupyterlab/docregistry';
 import { INotebookModel, INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { DisposableDelegate, IDisposable } from '@lumino/disposable';
 
-import { openCompare } from './compare';
+import { openCompare, restyleCharts } from './compare';
 import { workbenchIcon } from './icons';
 import { openExecutedNotebook } from './notebookView';
 import { runAsExperiment } from './runDialog';
@@ -32,13 +33,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
   description: 'Workbench: snapshots, tracked runs, comparisons and models in JupyterLab.',
   autoStart: true,
   requires: [INotebookTracker, IRenderMimeRegistry],
-  optional: [ICommandPalette, ILayoutRestorer],
+  optional: [ICommandPalette, ILayoutRestorer, IThemeManager, IEditorLanguageRegistry],
   activate: (
     app: JupyterFrontEnd,
     notebooks: INotebookTracker,
     rendermime: IRenderMimeRegistry,
     palette: ICommandPalette | null,
-    restorer: ILayoutRestorer | null
+    restorer: ILayoutRestorer | null,
+    themes: IThemeManager | null,
+    languages: IEditorLanguageRegistry | null
   ) => {
     const openInMain = (widget: MainAreaWidget) => {
       if (!widget.isAttached) {
@@ -76,7 +79,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
           app.shell.activateById(existing.id);
           return;
         }
-        const widget = openExecutedNotebook(runId, rendermime, openInMain);
+        const widget = openExecutedNotebook(runId, rendermime, languages, openInMain);
         openedNotebooks.set(runId, widget);
       }
     });
@@ -120,6 +123,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
     }
 
     app.docRegistry.addWidgetExtension('Notebook', new RunButtonExtension(app));
+
+    // Charts draw with colours, not CSS: re-colour them once the new theme's CSS is in.
+    themes?.themeChanged.connect(() => requestAnimationFrame(() => restyleCharts()));
   }
 };
 

@@ -5,21 +5,24 @@
  * table only re-renders when the polled answer changed, so checkboxes and clicks are never
  * lost under a user's cursor.
  */
-import { Dialog, Notification, showDialog } from '@jupyterlab/apputils';
+import { Notification } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 
 import {
   IModelDetail,
+  IModelServer,
   IModelSummary,
   IRunRow,
   ISnapshot,
   WorkbenchAPIError,
   errorText,
+  notifyError,
   postAPI,
   requestAPI
 } from './api';
 import { preloadPlotly } from './compare';
-import { formatValue } from './format';
+import { confirmAction } from './dialogs';
+import { formatSince, formatValue } from './format';
 import { workbenchIcon } from './icons';
 
 /** How often the runs table polls while the panel is visible. */
@@ -60,18 +63,34 @@ function button(label: string, title: string, onClick: (event: MouseEvent) => vo
   return node;
 }
 
-async function confirm(title: string, message: string, label: string): Promise<{ ok: boolean; reason: string }> {
-  const body = el('div', 'wb-Confirm');
-  body.appendChild(el('p', '', message));
-  const reason = el('input', 'jp-mod-styled wb-Confirm-reason');
-  reason.placeholder = 'Reason (recorded in the audit log)';
-  body.appendChild(reason);
-  const result = await showDialog({
-    title,
-    body: new Widget({ node: body }),
-    buttons: [Dialog.cancelButton(), Dialog.warnButton({ label })]
-  });
-  return { ok: result.button.accept, reason: reason.value.trim() };
+/** The alias the sidebar's model buttons move. */
+const PRODUCTION = 'production';
+
+/**
+ * What a model server serves, for whom and since when: `classifier@v2 (production) · canary v3
+ * 10% · since 14:02 (5 min ago)`, then where it listens.
+ */
+function serverLine(server: IModelServer): HTMLElement {
+  const line = el('div', 'wb-Server');
+  const model = server.model ?? server.ref.split('@')[0];
+  const served = server.version ? `${model}@v${server.version}` : server.ref;
+  const what = el('div', 'wb-Server-what');
+  what.appendChild(el('span', 'wb-Server-model', served));
+  if (server.alias) {
+    what.appendChild(el('span', 'wb-Alias', server.alias));
+  }
+  if (server.canary) {
+    const share = Math.round(server.canary.fraction * 1000) / 10;
+    what.appendChild(el('span', 'wb-Server-canary', `canary v${server.canary.version} · ${share}%`));
+  }
+  const since = formatSince(server.started_at);
+  if (since) {
+    what.appendChild(el('span', 'wb-Muted', since));
+  }
+  const where = el('div', 'wb-Muted wb-Server-where', `${server.url} · pid ${server.pid}`);
+  line.append(what, where);
+  line.title = `${server.ref} served at ${server.url}${server.started_at ? ' since ' + server.started_at : ''}`;
+  return line;
 }
 
 export class WorkbenchSidebar extends Widget {
@@ -360,7 +379,13 @@ export class WorkbenchSidebar extends Widget {
         tr.onclick = () => this.actions.openNotebook(run.run_id);
       }
       if (run.status === 'finished') {
-        actions.appendChild(button('Promote', 'Register this run\'s model and point an alias at it', () => void this.promote(run.run_id)));
+        actions.appendChild(
+          button(
+            'Register run…',
+            `Register this run's model as a new version and point "${PRODUCTION}" at it (its gates are checked first)`,
+            () => void this.promote(run.run_id)
+          )
+        );
       }
       if (!FINAL.has(run.status)) {
         actions.appendChild(button('Cancel', 'Stop this run', () => void this.cancel(run.run_id)));
@@ -387,29 +412,50 @@ export class WorkbenchSidebar extends Widget {
       await postAPI(`runs/${encodeURIComponent(runId)}/cancel`, {});
       Notification.info(`Cancelling run ${runId}.`, { autoClose: 3000 });
     } catch (error) {
-      Notification.error(errorText(error));
+      notifyError(`Cannot cancel run ${runId}: ${errorText(error)}`);
     }
     await this.loadRuns(true);
   }
 
-  async promote(runId: string, model: string | null = null, alias = 'production'): Promise<void> {
+  /** Register a run's model (the model's gates decide) and point `alias` at it; a refusal stays in the dialog. */
+  async promote(runId: string, model: string | null = null, alias = PRODUCTION): Promise<void> {
     const what = model ? `model ${model} of run ${runId}` : `the model of run ${runId}`;
-    const answer = await confirm('Promote model', `Register ${what} and point the alias "${alias}" at it?`, 'Promote');
-    if (!answer.ok) {
-      return;
+    const done = await confirmAction(
+      'Register run',
+      `Register ${what} as a new version and point "${alias}" at it? The model's promotion gates are checked first.`,
+      `Register and set ${alias}`,
+      async reason => {
+        const result = await postAPI<{ name: string; version: number; alias: string }>('models/promote', {
+          run_id: runId,
+          model,
+          alias,
+          reason: reason || null
+        });
+        Notification.success(`${result.name} v${result.version} is now "${result.alias}".`, { autoClose: 4000 });
+      }
+    );
+    if (done) {
+      await this.loadModels();
     }
-    try {
-      const result = await postAPI<{ name: string; version: number; alias: string }>('models/promote', {
-        run_id: runId,
-        model,
-        alias,
-        reason: answer.reason || null
-      });
-      Notification.success(`${result.name} v${result.version} is now "${result.alias}".`, { autoClose: 4000 });
-    } catch (error) {
-      Notification.error(`Promote failed: ${errorText(error)}`);
+  }
+
+  /** Point `alias` at an already registered version: no gates, the pointer moves (audited). */
+  private async setAlias(name: string, alias: string, version: number): Promise<void> {
+    const done = await confirmAction(
+      `Set ${alias}`,
+      `Point "${alias}" of ${name} at v${version}? Servers following ${name}@${alias} switch to it.`,
+      `Set ${alias} → v${version}`,
+      async reason => {
+        const result = await postAPI<{ name: string; version: number; alias: string }>(
+          `models/${encodeURIComponent(name)}/alias`,
+          { alias, version, reason: reason || null }
+        );
+        Notification.success(`${result.name}: "${result.alias}" → v${result.version}.`, { autoClose: 4000 });
+      }
+    );
+    if (done) {
+      await this.loadModels();
     }
-    await this.loadModels();
   }
 
   // ------------------------------------------------------------------------------------------
@@ -429,15 +475,15 @@ export class WorkbenchSidebar extends Widget {
       this.showError(body, error);
       return;
     }
-    let servers: Record<string, any>[] = [];
+    let servers: IModelServer[] = [];
     try {
-      servers = await requestAPI<Record<string, any>[]>('serving');
+      servers = await requestAPI<IModelServer[]>('serving');
     } catch {
       servers = [];
     }
     body.textContent = '';
     if (!models.length) {
-      body.appendChild(el('div', 'wb-Empty', 'No models yet: "Promote" a finished run that logged one.'));
+      body.appendChild(el('div', 'wb-Empty', 'No models yet: "Register run…" on a finished run that logged one.'));
     }
     const list = el('ul', 'wb-List wb-Models');
     for (const model of models) {
@@ -469,10 +515,7 @@ export class WorkbenchSidebar extends Widget {
       serving.appendChild(el('div', 'wb-Empty', 'No model servers running.'));
     }
     for (const server of servers) {
-      const parts = ['model', 'alias', 'version', 'url', 'port', 'pid', 'status']
-        .filter(key => server[key] !== undefined && server[key] !== null)
-        .map(key => `${key}: ${formatValue(server[key])}`);
-      serving.appendChild(el('div', 'wb-Server', parts.join(' · ') || JSON.stringify(server)));
+      serving.appendChild(serverLine(server));
     }
     body.appendChild(serving);
   }
@@ -490,26 +533,22 @@ export class WorkbenchSidebar extends Widget {
     for (const [alias, version] of Object.entries(model.aliases ?? {})) {
       (aliasesByVersion[version] ??= []).push(alias);
     }
+    // Two columns (what the version is, what can be done with it) so a 300 px sidebar shows both.
     const table = el('table', 'wb-Table wb-Versions');
-    const head = table.createTHead().insertRow();
-    for (const text of ['version', 'aliases', 'run', 'metrics', '']) {
-      head.appendChild(el('th', '', text));
-    }
     const tbody = table.createTBody();
     for (const version of [...(model.versions ?? [])].sort((a, b) => b.version - a.version)) {
       const row = tbody.insertRow();
       row.dataset.version = String(version.version);
-      row.insertCell().textContent = `v${version.version}`;
-      row.insertCell().textContent = (aliasesByVersion[version.version] ?? []).join(', ');
-      row.insertCell().textContent = version.run_id ?? '';
-      row.insertCell().textContent = Object.entries(version.metrics ?? {})
-        .slice(0, 3)
-        .map(([k, v]) => `${k}=${formatValue(v)}`)
-        .join(' ');
+      row.appendChild(this.versionCell(version, aliasesByVersion[version.version] ?? []));
       const actions = row.insertCell();
-      if (version.run_id && !(aliasesByVersion[version.version] ?? []).includes('production')) {
+      actions.className = 'wb-Version-actions';
+      if (!(aliasesByVersion[version.version] ?? []).includes(PRODUCTION)) {
         actions.appendChild(
-          button('Promote', `Point "production" at v${version.version}`, () => void this.promote(version.run_id, name))
+          button(
+            `Set ${PRODUCTION} → v${version.version}`,
+            `Point "${PRODUCTION}" at the registered v${version.version} (no gates: it was registered already)`,
+            () => void this.setAlias(name, PRODUCTION, version.version)
+          )
         );
       }
     }
@@ -522,24 +561,37 @@ export class WorkbenchSidebar extends Widget {
     placeholder.replaceWith(detail);
   }
 
+  /** `v2 [production]`, then the run it came from and its first metrics, wrapping in a narrow panel. */
+  private versionCell(version: IModelDetail['versions'][number], aliases: string[]): HTMLTableCellElement {
+    const cell = el('td', 'wb-Version');
+    const title = el('div', 'wb-Version-title');
+    title.appendChild(el('span', 'wb-Version-number', `v${version.version}`));
+    for (const alias of aliases) {
+      title.appendChild(el('span', 'wb-Alias', alias));
+    }
+    const metrics = Object.entries(version.metrics ?? {})
+      .slice(0, 3)
+      .map(([k, v]) => `${k}=${formatValue(v)}`)
+      .join(' ');
+    cell.append(title, el('div', 'wb-Muted wb-Version-run', [version.run_id, metrics].filter(Boolean).join(' · ')));
+    return cell;
+  }
+
   private async rollback(name: string, alias: string): Promise<void> {
-    const answer = await confirm(
+    const done = await confirmAction(
       'Roll back model',
       `Point alias "${alias}" of ${name} back at its previous version?`,
-      'Roll back'
+      'Roll back',
+      async reason => {
+        const result = await postAPI<{ name: string; version: number; alias: string }>(
+          `models/${encodeURIComponent(name)}/rollback`,
+          { alias, to: null, reason: reason || null }
+        );
+        Notification.success(`${result.name}: "${result.alias}" → v${result.version}.`, { autoClose: 4000 });
+      }
     );
-    if (!answer.ok) {
-      return;
+    if (done) {
+      await this.loadModels();
     }
-    try {
-      const result = await postAPI<{ name: string; version: number; alias: string }>(
-        `models/${encodeURIComponent(name)}/rollback`,
-        { alias, to: null, reason: answer.reason || null }
-      );
-      Notification.success(`${result.name}: "${result.alias}" → v${result.version}.`, { autoClose: 4000 });
-    } catch (error) {
-      Notification.error(`Rollback failed: ${errorText(error)}`);
-    }
-    await this.loadModels();
   }
 }

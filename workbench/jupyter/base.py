@@ -3,8 +3,10 @@
 Every handler authenticates (`@tornado.web.authenticated`: no token, 403), parses its input,
 calls one library function in a worker thread (DuckDB and file I/O block, and the Jupyter
 server must keep serving kernels and other tabs meanwhile) and returns JSON. Errors a user can
-act on (`WorkbenchError`) become `400 {"error", "hint"}` (`NotFoundError`: 404); anything else
-is a bug and keeps jupyter_server's usual 500 with a traceback in the log.
+act on (`WorkbenchError`) become `400 {"error", "hint"}` (`NotFoundError`: 404), plus `field` when
+the error is about one input of the Run dialog and `gates` when a promotion was refused, so the UI
+can show it where the user acted; anything else is a bug and keeps jupyter_server's usual 500 with
+a traceback in the log.
 
 Input is checked here, in one place, so no client mistake reaches a library call as a type or
 size it cannot handle: a POST body is at most `MAX_BODY_BYTES` (else 413) and `MAX_JSON_DEPTH`
@@ -179,6 +181,19 @@ def int_field(data: dict[str, Any], key: str, minimum: int = 0, maximum: int = M
     return None if value is None else check_int(key, value, minimum, maximum)
 
 
+def error_body(exc: WorkbenchError) -> dict[str, Any]:
+    """The JSON body of a refused request: message and hint, plus what lets the UI show it in place:
+    the form field it is about (`field`) and every gate's verdict of a refused promotion (`gates`)."""
+    body: dict[str, Any] = {"error": exc.message, "hint": exc.hint}
+    field = getattr(exc, "field", None)
+    if isinstance(field, str):
+        body["field"] = field
+    results = getattr(exc, "results", None)  # GateRefused (imported lazily by the model handlers)
+    if results:
+        body["gates"] = to_jsonable(results)
+    return body
+
+
 # --------------------------------------------------------------------------------------------
 # Workspace
 
@@ -265,11 +280,11 @@ class WorkbenchHandler(APIHandler):
         try:
             await coro
         except NotFoundError as exc:
-            self.fail(404, exc.message, exc.hint)
+            self.reply(error_body(exc), 404)
         except BodyTooLargeError as exc:
-            self.fail(413, exc.message, exc.hint)
+            self.reply(error_body(exc), 413)
         except WorkbenchError as exc:
-            self.fail(400, exc.message, exc.hint)
+            self.reply(error_body(exc), 400)
         except ModelRegistryMissing as exc:
             self.fail(501, str(exc), "This Workbench installation lacks that feature.")
 

@@ -3,8 +3,10 @@
 Every handler authenticates (`@tornado.web.authenticated`: no token, 403), parses its input,
 calls one library function in a worker thread (DuckDB and file I/O block, and the Jupyter
 server must keep serving kernels and other tabs meanwhile) and returns JSON. Errors a user can
-act on (`WorkbenchError`) become `400 {"error", "hint"}` (`NotFoundError`: 404); anything else
-is a bug and keeps jupyter_server's usual 500 with a traceback in the log.
+act on (`WorkbenchError`) become `400 {"error", "hint"}` (`NotFoundError`: 404), plus `field` when
+the error is about one input of the Run dialog and `gates` when a promotion was refused, so the UI
+can show it where the user acted; anything else is a bug and keeps jupyter_server's usual 500 with
+a traceback in the log.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from workbench.jupyter.model_handlers import (
     PromoteHandler,
     RollbackHandler,
     ServingHandler,
+    SetAliasHandler,
 )
 from workbench.jupyter.run_handlers import (
     CompareHandler,
@@ -56,6 +59,7 @@ ROUTES: list[tuple[str, type[WorkbenchHandler]]] = [
     (r"models/promote", PromoteHandler),
     (r"models/(?P<name>[^/]+)", ModelHandler),
     (r"models/(?P<name>[^/]+)/rollback", RollbackHandler),
+    (r"models/(?P<name>[^/]+)/alias", SetAliasHandler),
     (r"serving", ServingHandler),
 ]
 

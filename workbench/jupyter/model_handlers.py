@@ -1,9 +1,10 @@
-"""REST handlers for the model registry (list, show, promote, rollback) and running servers."""
+"""REST handlers for the model registry (list, show, promote, set an alias, rollback) and running servers."""
 
 from __future__ import annotations
 
 import tornado.web
 
+from workbench.errors import ValidationError
 from workbench.jupyter.base import (
     ModelRegistryMissing,
     WorkbenchHandler,
@@ -66,6 +67,25 @@ class RollbackHandler(WorkbenchHandler):
         alias = text_field(data, "alias", "production")
         to = int_field(data, "to", minimum=1)  # a version number
         result = await self.call(rollback, name, alias=alias, to=to, reason=text_field(data, "reason"))
+        self.reply({**to_jsonable(result), "alias": alias})
+
+
+class SetAliasHandler(WorkbenchHandler):
+    """POST models/<name>/alias {alias, version, reason}: point an alias at a registered version.
+
+    No gates: they judged the version when it was registered; this only moves the pointer (audited).
+    """
+
+    @tornado.web.authenticated
+    @guarded
+    async def post(self, name: str) -> None:
+        set_alias = optional_import("workbench.models.registry", "set_alias")
+        data = self.json_body()
+        alias = text_field(data, "alias", "production")
+        version = int_field(data, "version", minimum=1)
+        if version is None:
+            raise ValidationError("version is required: the version number the alias should point at.")
+        result = await self.call(set_alias, name, alias, version, reason=text_field(data, "reason"))
         self.reply({**to_jsonable(result), "alias": alias})
 
 

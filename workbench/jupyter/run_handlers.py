@@ -20,6 +20,7 @@ from workbench.jupyter.base import (
     optional_import,
     text_field,
 )
+from workbench.jupyter.forms import check_run_form, check_sweep_form, run_form
 from workbench.runs.ids import check_run_id
 from workbench.workspace import Workspace
 
@@ -59,6 +60,7 @@ class RunsHandler(WorkbenchHandler):
         if not isinstance(params, dict):
             raise ValidationError("params must be a JSON object of name: value.")
         experiment = text_field(data, "experiment")
+        await asyncio.to_thread(check_run_form, notebook, params, experiment)  # errors name their field
         record = await self.call(
             run, str(notebook), params, experiment=experiment, background=True, params_from_text=True
         )
@@ -78,15 +80,21 @@ class RunHandler(WorkbenchHandler):
 
 
 class RunNotebookHandler(WorkbenchHandler):
-    """GET runs/<id>/notebook: the executed notebook (nbformat JSON) for the read-only viewer."""
+    """GET runs/<id>/notebook: the executed notebook (nbformat JSON) for the read-only viewer.
+
+    Read through nbformat, as Jupyter's contents API does, so multi-line text (sources, stream
+    output, `text/plain`) arrives as one string rather than the file's list of lines.
+    """
 
     @tornado.web.authenticated
     @guarded
     async def get(self, run_id: str) -> None:
+        import nbformat
+
         from workbench.runs.store import read_executed_notebook
 
         def read(ws: Workspace) -> Any:
-            return json.loads(read_executed_notebook(check_run_id(run_id), ws).decode("utf-8"))
+            return nbformat.reads(read_executed_notebook(check_run_id(run_id), ws).decode("utf-8"), as_version=4)
 
         self.reply(await self.call(read))
 
@@ -129,35 +137,20 @@ class SweepsHandler(WorkbenchHandler):
     @tornado.web.authenticated
     @guarded
     async def post(self) -> None:
-        from workbench.runs.params import read_notebook, validate_params
-        from workbench.sweeps import check_parallel, check_sweep_size, sweep
+        from workbench.sweeps import sweep
 
         data = self.json_body()
         notebook = self.resolve_notebook(data.get("notebook"))
         grid = data.get("grid")
         if not isinstance(grid, dict) or not grid:
             raise ValidationError("grid must be a non-empty object of name: [values].", 'e.g. {"lr": [0.01, 0.1]}')
-        for name, values in grid.items():
-            if not isinstance(values, list) or not values:
-                raise ValidationError(f"grid[{name!r}] must be a non-empty list of values.")
         params = data.get("params") or {}
         if not isinstance(params, dict):
             raise ValidationError("params must be a JSON object of name: value.")
         parallel = data.get("parallel")
         experiment = text_field(data, "experiment")
         ws = await asyncio.to_thread(self.holder.get)
-
-        def check() -> int:
-            check_parallel(parallel, ws)
-            total = check_sweep_size(grid, None, ws)  # before validating (or queueing) 10,000 values
-            nb = read_notebook(notebook)
-            validate_params(nb, params, from_text=True, label=notebook.name)
-            for name, values in grid.items():
-                for value in values:
-                    validate_params(nb, {name: value}, from_text=True, label=notebook.name)
-            return total
-
-        total = await asyncio.to_thread(check)
+        total = await asyncio.to_thread(check_sweep_form, notebook, grid, params, experiment, parallel, ws)
         log = self.log
 
         def work() -> None:
@@ -186,9 +179,9 @@ class ExperimentsHandler(WorkbenchHandler):
     async def get(self) -> None:
         def query(ws: Workspace) -> list[dict[str, Any]]:
             from workbench.catalog import connect
-            from workbench.runs.store import refresh
+            from workbench.runs.ingest import index_runs
 
-            refresh(ws)
+            index_runs(ws)
             with connect(ws) as con:
                 cursor = con.execute(
                     "SELECT coalesce(e.name, r.experiment) AS name, count(r.run_id) AS runs, "
@@ -206,16 +199,15 @@ class ExperimentsHandler(WorkbenchHandler):
 
 
 class NotebookParametersHandler(WorkbenchHandler):
-    """GET notebooks/parameters?path=: the parameters cell (name -> default, type, help)."""
+    """GET notebooks/parameters?path=: the parameters cell (name -> default, type, help) and the
+    experiment the Run dialog proposes (`default_experiment`: the notebook's own, else from its name)."""
 
     @tornado.web.authenticated
     @guarded
     async def get(self) -> None:
-        from workbench.runs.params import notebook_parameters
-
         path = self.resolve_notebook(self.get_query_argument("path", None))
-        parameters = await asyncio.to_thread(notebook_parameters, path)
-        self.reply({"path": str(path.relative_to(self.server_root.resolve())), "parameters": parameters})
+        form = await asyncio.to_thread(run_form, path)
+        self.reply({"path": str(path.relative_to(self.server_root.resolve())), **form})
 
 
 # --------------------------------------------------------------------------------------------

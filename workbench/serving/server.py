@@ -21,7 +21,7 @@ from typing import Any
 
 from workbench import audit
 from workbench.catalog import transaction
-from workbench.errors import ValidationError
+from workbench.errors import ValidationError, WorkbenchError
 from workbench.serving.app import Canary, create_app
 from workbench.serving.models import AliasWatcher, ModelSlot, load_version
 from workbench.serving.predlog import PredictionLogger
@@ -94,6 +94,7 @@ class Server:
     app: Any
     watcher: AliasWatcher
     logger: PredictionLogger | None
+    canary: tuple[int, float] | None = None  # (version, share of requests), for the status file
 
     @property
     def url(self) -> str:
@@ -114,7 +115,7 @@ def build_server(
         canary_model = Canary(load_version(ws, f"{slot.parsed.name}@{canary_spec[0]}"), canary_spec[1])
     logger = PredictionLogger(ws, slot.parsed.name) if log_predictions else None
     app = create_app(slot, canary=canary_model, token=resolve_token(token), logger=logger, docs=docs)
-    return Server(ws, ref, host, port, slot, app, AliasWatcher(slot), logger)
+    return Server(ws, ref, host, port, slot, app, AliasWatcher(slot), logger, canary_spec)
 
 
 @contextmanager
@@ -126,9 +127,7 @@ def _lifecycle(server: Server) -> Iterator[None]:
     folder = serving_dir(server.ws)
     folder.mkdir(exist_ok=True)
     status = folder / f"{os.getpid()}-{server.port}.json"
-    info = {"ref": server.ref, "url": server.url, "pid": os.getpid(), "host": socket.gethostname(),
-            "started_at": datetime.now(timezone.utc).isoformat()}  # fmt: skip
-    status.write_text(json.dumps(info))
+    status.write_text(json.dumps(_status_info(server)))
     _audit(server, "serving.started")
     try:
         yield
@@ -138,6 +137,32 @@ def _lifecycle(server: Server) -> Iterator[None]:
             server.logger.stop()
         status.unlink(missing_ok=True)
         _audit(server, "serving.stopped")
+
+
+def _status_info(server: Server) -> dict[str, Any]:
+    """The status file: what is served (model, alias, version, canary) where, by which process, since when."""
+    slot = server.slot
+    alias = slot.parsed.alias or ("latest" if slot.follows_alias else None)
+    canary = {"version": server.canary[0], "fraction": server.canary[1]} if server.canary else None
+    return {"ref": server.ref, "model": slot.parsed.name, "alias": alias, "version": slot.current.version.version,
+            "canary": canary, "url": server.url, "pid": os.getpid(), "host": socket.gethostname(),
+            "started_at": datetime.now(timezone.utc).isoformat()}  # fmt: skip
+
+
+def _served_version(ws: Workspace, info: dict[str, Any]) -> Any:
+    """The version a server following an alias serves now: the one the registry's alias file names,
+    which its watcher swaps in within a fraction of a second (the status file holds the first one)."""
+    from workbench.models.registry import ALIAS_FILE, model_dir
+
+    alias, model = info.get("alias"), info.get("model")
+    if not alias or not model:
+        return info.get("version")
+    try:
+        data = json.loads((model_dir(ws, model) / ALIAS_FILE).read_text())
+    except (OSError, ValueError, WorkbenchError):  # no alias file yet, or a damaged status file
+        return info.get("version")
+    current = data.get("latest") if alias == "latest" else data.get("aliases", {}).get(alias)
+    return current or info.get("version")
 
 
 def _audit(server: Server, action: str) -> None:
@@ -223,7 +248,7 @@ def serve_in_background(ref: str, *, port: int = 0, **options: Any) -> Backgroun
 
 
 def running_servers(ws: Workspace | None = None) -> list[dict[str, Any]]:
-    """Model servers of this workspace that are running on this host."""
+    """Model servers of this workspace that are running on this host, with the version each serves now."""
     import psutil
 
     ws = ws or current_workspace()
@@ -236,5 +261,5 @@ def running_servers(ws: Workspace | None = None) -> list[dict[str, Any]]:
         if info.get("host") == socket.gethostname() and not psutil.pid_exists(int(info.get("pid", 0))):
             path.unlink(missing_ok=True)  # a server that was killed
             continue
-        found.append(info)
+        found.append({**info, "version": _served_version(ws, info)})
     return found
