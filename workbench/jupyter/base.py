@@ -20,7 +20,6 @@ import asyncio
 import dataclasses
 import datetime as dt
 import functools
-import inspect
 import json
 import math
 import os
@@ -45,10 +44,6 @@ MAX_BODY_BYTES = 1024 * 1024
 MAX_JSON_DEPTH = 32
 #: Largest integer a body or query argument may carry by default (fits every catalog integer column).
 MAX_INT = 2**31 - 1
-
-
-class ModelRegistryMissing(Exception):
-    """An optional module (model registry, serving, compare) is not importable in this install."""
 
 
 class BodyTooLargeError(ValidationError):
@@ -227,21 +222,6 @@ class WorkspaceHolder:
 # Base handler
 
 
-def call_with_ws(fn: Callable[..., Any], *args: Any, ws: Workspace, **kwargs: Any) -> Any:
-    """Call `fn`, passing the server's workspace if `fn` takes a `ws` argument.
-
-    The model registry and serving modules may not take `ws`; for those, the process default
-    (`use_workspace`, set when the handler starts) is the same workspace.
-    """
-    try:
-        takes_ws = "ws" in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        takes_ws = False
-    if takes_ws:
-        kwargs["ws"] = ws
-    return fn(*args, **kwargs)
-
-
 class WorkbenchHandler(APIHandler):
     """Common plumbing: workspace, threaded library calls, JSON replies, error mapping."""
 
@@ -256,14 +236,14 @@ class WorkbenchHandler(APIHandler):
         return self.holder.root_dir
 
     async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run a blocking library call with the workspace in a worker thread."""
+        """Run a blocking library call in a worker thread; `fn` gets the server's workspace as `ws`."""
 
         def work() -> Any:
             ws = self.holder.get()
             from workbench.workspace import use_workspace
 
             use_workspace(ws)
-            return call_with_ws(fn, *args, ws=ws, **kwargs)
+            return fn(*args, ws=ws, **kwargs)
 
         return await asyncio.to_thread(work)
 
@@ -285,8 +265,6 @@ class WorkbenchHandler(APIHandler):
             self.reply(error_body(exc), 413)
         except WorkbenchError as exc:
             self.reply(error_body(exc), 400)
-        except ModelRegistryMissing as exc:
-            self.fail(501, str(exc), "This Workbench installation lacks that feature.")
 
     def json_body(self) -> dict[str, Any]:
         """The request body as a checked JSON object (parsed once), or a 4xx-worthy ValidationError."""
@@ -340,13 +318,3 @@ def guarded(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[N
         await self.guard(checked())
 
     return wrapper
-
-
-def optional_import(module: str, name: str) -> Callable[..., Any]:
-    """A function from a module that may not exist in this install (model registry, serving)."""
-    import importlib
-
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        raise ModelRegistryMissing(f"{module}.{name} is not available: {exc}.") from exc

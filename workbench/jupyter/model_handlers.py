@@ -6,11 +6,9 @@ import tornado.web
 
 from workbench.errors import ValidationError
 from workbench.jupyter.base import (
-    ModelRegistryMissing,
     WorkbenchHandler,
     guarded,
     int_field,
-    optional_import,
     text_field,
     to_jsonable,
 )
@@ -26,7 +24,8 @@ class ModelsHandler(WorkbenchHandler):
     @tornado.web.authenticated
     @guarded
     async def get(self) -> None:
-        list_models = optional_import("workbench.models.registry", "list_models")
+        from workbench.models.registry import list_models
+
         self.reply(await self.call(list_models))
 
 
@@ -36,7 +35,8 @@ class ModelHandler(WorkbenchHandler):
     @tornado.web.authenticated
     @guarded
     async def get(self, name: str) -> None:
-        get_model = optional_import("workbench.models.registry", "get_model")
+        from workbench.models.registry import get_model
+
         self.reply(await self.call(get_model, name))
 
 
@@ -46,7 +46,8 @@ class PromoteHandler(WorkbenchHandler):
     @tornado.web.authenticated
     @guarded
     async def post(self) -> None:
-        promote = optional_import("workbench.models.registry", "promote")
+        from workbench.models.registry import promote
+
         data = self.json_body()
         run_id = check_run_id(data.get("run_id"))
         alias = text_field(data, "alias", "production")
@@ -62,7 +63,8 @@ class RollbackHandler(WorkbenchHandler):
     @tornado.web.authenticated
     @guarded
     async def post(self, name: str) -> None:
-        rollback = optional_import("workbench.models.registry", "rollback")
+        from workbench.models.registry import rollback
+
         data = self.json_body()
         alias = text_field(data, "alias", "production")
         to = int_field(data, "to", minimum=1)  # a version number
@@ -79,7 +81,8 @@ class SetAliasHandler(WorkbenchHandler):
     @tornado.web.authenticated
     @guarded
     async def post(self, name: str) -> None:
-        set_alias = optional_import("workbench.models.registry", "set_alias")
+        from workbench.models.registry import set_alias
+
         data = self.json_body()
         alias = text_field(data, "alias", "production")
         version = int_field(data, "version", minimum=1)
@@ -90,16 +93,11 @@ class SetAliasHandler(WorkbenchHandler):
 
 
 class ServingHandler(WorkbenchHandler):
-    """GET serving: model servers running on this machine ([] when serving is not installed)."""
+    """GET serving: model servers running on this machine."""
 
     @tornado.web.authenticated
     @guarded
     async def get(self) -> None:
-        for module in ("workbench.serving.status", "workbench.serving.server"):
-            try:
-                running_servers = optional_import(module, "running_servers")
-            except ModelRegistryMissing:
-                continue
-            self.reply(await self.call(running_servers))
-            return
-        self.reply([])
+        from workbench.serving.server import running_servers
+
+        self.reply(await self.call(running_servers))

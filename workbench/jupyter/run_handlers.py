@@ -14,10 +14,8 @@ from workbench.jupyter.base import (
     DEFAULT_RUNS_LIMIT,
     MAX_RUNS_LIMIT,
     WorkbenchHandler,
-    call_with_ws,
     frame_records,
     guarded,
-    optional_import,
     text_field,
 )
 from workbench.jupyter.forms import check_run_form, check_sweep_form, run_form
@@ -227,10 +225,10 @@ class CompareHandler(WorkbenchHandler):
         for run_id in ids:
             check_run_id(run_id)
         metric = self.get_query_argument("metric", None) or None
-        compare = optional_import("workbench.compare", "compare")
+        from workbench.compare import compare
 
         def build(ws: Workspace) -> dict[str, Any]:
-            result = call_with_ws(compare, ids, metric, ws=ws)
+            result = compare(ids, metric, ws=ws)
             figures = {name: json.loads(fig.to_json()) for name, fig in (result.figures or {}).items()}
             table = getattr(result, "table", None)
             frame = getattr(result, "runs", None)
