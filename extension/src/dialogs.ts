@@ -10,6 +10,7 @@ import { Dialog } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 
 import { IGateResult, WorkbenchAPIError, errorText, notifyError } from './api';
+import { el } from './dom';
 
 /** A dialog body whose value feeds an action, and that can show why the action was refused. */
 export interface IActionBody<T> extends Widget {
@@ -19,20 +20,6 @@ export interface IActionBody<T> extends Widget {
   clearErrors(): void;
 }
 
-function el<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  className = '',
-  text = ''
-): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  if (className) {
-    node.className = className;
-  }
-  if (text) {
-    node.textContent = text;
-  }
-  return node;
-}
 
 /**
  * Fill `box` with an error: the message, each gate's verdict of a refused promotion (failed

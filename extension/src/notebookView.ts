@@ -20,6 +20,7 @@ import { Panel, Widget } from '@lumino/widgets';
 import { IRunDetail, errorText, requestAPI } from './api';
 import { formatDuration, formatValue } from './format';
 import { workbenchIcon } from './icons';
+import { el } from './dom';
 
 /** Metrics named in a finished run's header; the rest are one click away in Compare. */
 const HEADER_METRICS = 6;
@@ -67,16 +68,6 @@ function ensureHighlightStyle(): void {
   }
 }
 
-function el<K extends keyof HTMLElementTagNameMap>(tag: K, className = '', text = ''): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  if (className) {
-    node.className = className;
-  }
-  if (text) {
-    node.textContent = text;
-  }
-  return node;
-}
 
 /** A param as it was given (`0.1`, not the tables' four significant digits `0.1000`). */
 function asGiven(value: any): string {

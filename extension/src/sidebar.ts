@@ -24,6 +24,7 @@ import { preloadPlotly } from './compare';
 import { confirmAction } from './dialogs';
 import { formatSince, formatValue } from './format';
 import { workbenchIcon } from './icons';
+import { el } from './dom';
 
 /** How often the runs table polls while the panel is visible. */
 const RUNS_POLL_MS = 2000;
@@ -38,20 +39,6 @@ export interface ISidebarActions {
   compare(runIds: string[], metric: string | null): void;
 }
 
-function el<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  className = '',
-  text = ''
-): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  if (className) {
-    node.className = className;
-  }
-  if (text) {
-    node.textContent = text;
-  }
-  return node;
-}
 
 function button(label: string, title: string, onClick: (event: MouseEvent) => void): HTMLButtonElement {
   const node = el('button', 'wb-Button jp-mod-styled', label);
