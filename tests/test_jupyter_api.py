@@ -8,8 +8,8 @@ background worker started through the API itself.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
+import re
 import time
 from typing import Any
 
@@ -244,7 +244,7 @@ async def test_start_run_and_sweep_with_kernels(jp_fetch, jp_root_dir, ws):
     code, run = await post_json(
         jp_fetch, "runs", body={"notebook": "train.ipynb", "params": {"lr": "0.5"}, "experiment": "ui"}
     )
-    assert code == 201 and run["status"] == "queued" and run["params"] == {"lr": 0.5}
+    assert code == 201 and run["status"] == "queued" and run["params"] == {"lr": 0.5, "epochs": 2}
     code, started = await post_json(
         jp_fetch, "sweeps", body={"notebook": "train.ipynb", "grid": {"epochs": [1, "3"]}, "parallel": 1,
                                   "experiment": "grid"},
@@ -256,8 +256,8 @@ async def test_start_run_and_sweep_with_kernels(jp_fetch, jp_root_dir, ws):
 
     rows = await wait_for(jp_fetch, all_done)
     assert {r["status"] for r in rows} == {"finished"}, rows
-    by_experiment = sorted((r["experiment"], r["params.epochs"] or 0, r["params.lr"] or 0) for r in rows)
-    assert by_experiment == [("grid", 1, 0), ("grid", 3, 0), ("ui", 0, 0.5)]  # only given params are recorded
+    by_experiment = sorted((r["experiment"], r["params.epochs"], r["params.lr"]) for r in rows)
+    assert by_experiment == [("grid", 1, 0.1), ("grid", 3, 0.1), ("ui", 2, 0.5)]  # given values, and the defaults
     mine = await get_json(jp_fetch, "runs", run["run_id"])
     assert mine["metrics"]["accuracy"] == pytest.approx(0.5)
 
@@ -268,9 +268,6 @@ async def test_start_run_and_sweep_with_kernels(jp_fetch, jp_root_dir, ws):
 
 # --------------------------------------------------------------------------------------------
 # Compare, models, serving
-
-
-HAS_REGISTRY = importlib.util.find_spec("workbench.models.registry") is not None
 
 
 async def test_compare(jp_fetch, data):
@@ -303,7 +300,6 @@ def model_run(accuracy: float) -> str:
     return run_id
 
 
-@pytest.mark.skipif(not HAS_REGISTRY, reason="workbench.models.registry is not available")
 async def test_models_promote_and_rollback(jp_fetch, ws):
     assert await get_json(jp_fetch, "models") == []
     code, body = await error_of(jp_fetch, "models", "nothing")
@@ -328,11 +324,27 @@ async def test_models_promote_and_rollback(jp_fetch, ws):
     code, body = await error_of(jp_fetch, "models", "promote", method="POST", body={"run_id": "bad"})
     assert code == 400
     code, body = await error_of(jp_fetch, "models", "nope", "rollback", method="POST", body={})
-    assert code in (400, 404) and body["error"]
+    assert code == 404 and "nope" in body["error"]  # a model that does not exist: not found, not a bad request
+    code, body = await error_of(jp_fetch, "models", "clf", "rollback", method="POST", body={"to": 7})
+    assert code == 404 and "7" in body["error"]
 
 
-async def test_serving_list(jp_fetch, ws):
-    assert isinstance(await get_json(jp_fetch, "serving"), list)
+async def test_serving_lists_the_model_servers_running_on_this_machine(jp_fetch, ws):
+    """What the Models section shows: each running server's model reference, URL and process."""
+    import os
+    import socket
+
+    from workbench.models.registry import promote
+    from workbench.serving.server import serve_in_background
+
+    assert await get_json(jp_fetch, "serving") == []
+    promote(model_run(0.9), model="clf")
+    with serve_in_background("clf@production", log_predictions=False) as server:
+        (listed,) = await get_json(jp_fetch, "serving")
+        assert {"ref", "url", "pid", "host", "started_at"} <= set(listed)
+        assert (listed["ref"], listed["url"], listed["pid"]) == ("clf@production", server.url, os.getpid())
+        assert listed["host"] == socket.gethostname() and listed["started_at"]
+    assert await get_json(jp_fetch, "serving") == []  # a stopped server is no longer listed
 
 
 # --------------------------------------------------------------------------------------------
@@ -356,6 +368,7 @@ ROUTES = [
     ("GET", "models/m"),
     ("POST", "models/promote"),
     ("POST", "models/m/rollback"),
+    ("POST", "models/m/alias"),
     ("GET", "serving"),
 ]
 
@@ -371,8 +384,17 @@ async def test_every_route_requires_authentication(jp_fetch, jp_base_url, http_s
 
 
 def test_route_list_is_complete() -> None:
-    """Every registered route is in the authentication test above."""
+    """The authentication test above requests exactly the registered (method, route) pairs: each
+    of its paths is routed as tornado routes it (the first pattern that matches), and every
+    method of every registered handler is requested once."""
     from workbench.jupyter.handlers import ROUTES as REGISTERED
 
-    methods = sum(1 for _, handler in REGISTERED for verb in ("get", "post") if verb in vars(handler))
-    assert methods == len(ROUTES)
+    registered = {(verb.upper(), pattern) for pattern, handler in REGISTERED
+                  for verb in ("get", "post", "put", "patch", "delete") if verb in vars(handler)}  # fmt: skip
+
+    def route_of(path: str) -> str:
+        return next(pattern for pattern, _ in REGISTERED if re.fullmatch(pattern, path.split("?")[0]))
+
+    requested = [(method, route_of(path)) for method, path in ROUTES]
+    assert len(set(requested)) == len(requested), requested  # no route requested twice
+    assert set(requested) == registered

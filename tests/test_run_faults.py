@@ -12,6 +12,7 @@ import pytest
 from conftest import VENV_BIN
 
 import workbench as wb
+from workbench.runs.events import EVENTS_FILE, read_events, run_dir
 
 SLOW = (
     "import os, time, pathlib\nimport workbench as wb\n"
@@ -47,6 +48,21 @@ def _the_run_id(ws) -> str:
                      what="the run folder")[0]  # fmt: skip
 
 
+def _wait_for_logged_progress(ws, run_id: str) -> None:
+    """Until the run's event file holds the three `progress` points the kernel logs before it sleeps.
+
+    They are written by the kernel's background flusher (every 0.5 s): only once they are on disk
+    does a kill test that they are kept, rather than that they were never written.
+    """
+    events = run_dir(ws, run_id) / EVENTS_FILE
+
+    def logged() -> bool:
+        steps = {e.get("step") for e in read_events(events) if e.get("t") == "metric" and e.get("key") == "progress"}
+        return steps >= {0, 1, 2}
+
+    _wait_for(logged, what="the progress metrics in the event file")
+
+
 @pytest.mark.slow
 def test_kill_9_of_the_runner_marks_the_run_killed_and_keeps_its_metrics(ws, notebook, tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_STALE_AFTER", "3")
@@ -54,13 +70,15 @@ def test_kill_9_of_the_runner_marks_the_run_killed_and_keeps_its_metrics(ws, not
     proc = _start_cli_run(ws, notebook("slow", "marker = ''", SLOW), marker)
     _wait_for(marker.exists, what="the kernel to start")
     run_id = _the_run_id(ws)
-    time.sleep(1.5)  # the kernel flushes after the cell's first batch interval
+    _wait_for_logged_progress(ws, run_id)
     os.killpg(proc.pid, signal.SIGKILL)  # the runner and its kernel, as an OOM kill or a closed laptop would
     proc.wait()
 
     run = _final_run(run_id)
     assert run.status == "killed"
     assert "stopped without finishing" in run.error["evalue"]
+    assert run.metrics == {"progress": 2}  # what it logged before the kill is kept, in the catalog
+    assert wb.metric_history(run_id, "progress")["value"].tolist() == [0, 1, 2]
 
 
 @pytest.mark.slow
@@ -69,7 +87,7 @@ def test_kill_9_of_the_kernel_fails_the_run_with_a_clear_error(ws, notebook, tmp
     proc = _start_cli_run(ws, notebook("slow", "marker = ''", SLOW), marker)
     pid = int(_wait_for(lambda: marker.exists() and marker.read_text(), what="the kernel pid"))
     run_id = _the_run_id(ws)
-    time.sleep(1.5)
+    _wait_for_logged_progress(ws, run_id)
     os.kill(pid, signal.SIGKILL)
     assert proc.wait(timeout=120) == 1
 

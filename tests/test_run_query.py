@@ -140,27 +140,70 @@ def test_order_by_grammar() -> None:
         parse_order(3)  # type: ignore[arg-type]
 
 
-@settings(max_examples=400, deadline=None)
-@given(st.text(max_size=80))
-def test_random_text_only_ever_raises_validation_error(text: str) -> None:
-    try:
-        node = parse_filter(text)
-    except ValidationError:
-        return
-    sql = build_select(node, parse_order(None), limit=5)
-    assert sql.text.count("?") == len(sql.params)
+def test_random_text_only_ever_raises_validation_error() -> None:
+    """Random text is refused with a ValidationError or compiles to SQL with matching parameters.
+
+    Half the inputs are valid filters from the grammar below (`_valid_filters`): a parser that
+    refused everything would pass a check that only catches other exceptions, so a share of the
+    inputs must be accepted, and every valid filter must be.
+    """
+    seen = {"inputs": 0, "accepted": 0}
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.one_of(st.text(max_size=80), _valid_filters.map(lambda f: f[0])))
+    def check(text: str) -> None:
+        seen["inputs"] += 1
+        try:
+            node = parse_filter(text)
+        except ValidationError:
+            return
+        seen["accepted"] += 1
+        sql = build_select(node, parse_order(None), limit=5)
+        assert sql.text.count("?") == len(sql.params)
+
+    check()
+    assert seen["accepted"] >= 0.25 * seen["inputs"], seen
 
 
 _ALPHABET = st.sampled_from(list("metrics.params.tags.status()'\"`<>=! andornotlikeinisnull0123456789.-_,%"))
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.lists(_ALPHABET, max_size=60).map("".join))
-def test_filter_shaped_noise_only_ever_raises_validation_error(text: str) -> None:
-    try:
-        parse_filter(text)
-    except ValidationError:
-        pass
+@st.composite
+def _mangled_filters(draw) -> str:
+    """A valid filter with a few characters deleted, replaced or inserted: noise shaped like a
+    filter, some of which still parses."""
+    text = list(draw(_valid_filters)[0])
+    for _ in range(draw(st.integers(0, 3))):
+        at = draw(st.integers(0, len(text)))
+        action = draw(st.sampled_from(["delete", "replace", "insert"]))
+        if action == "insert" or at == len(text):
+            text.insert(at, draw(_ALPHABET))
+        elif action == "delete":
+            del text[at]
+        else:
+            text[at] = draw(_ALPHABET)
+    return "".join(text)
+
+
+def test_filter_shaped_noise_only_ever_raises_validation_error() -> None:
+    """Noise from the filter's own alphabet, and mangled valid filters: refused with a
+    ValidationError or accepted; some of it must be accepted for the test to mean anything."""
+    seen = {"inputs": 0, "accepted": 0}
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.one_of(st.lists(_ALPHABET, max_size=60).map("".join), _mangled_filters()))
+    def check(text: str) -> None:
+        seen["inputs"] += 1
+        try:
+            node = parse_filter(text)
+        except ValidationError:
+            return
+        seen["accepted"] += 1
+        sql = build_select(node, parse_order(None), limit=5)
+        assert sql.text.count("?") == len(sql.params)
+
+    check()
+    assert seen["accepted"] >= 0.1 * seen["inputs"], seen
 
 
 # ------------------------------------------------------------------------------------------
@@ -387,19 +430,114 @@ _filters = st.recursive(
 
 
 def test_generated_filters_run_against_the_catalog(ws) -> None:
+    """Grammar-shaped filters (some ill-typed, e.g. a metric compared with a string) run as SQL
+    or fail with ValidationError; a share of them must run, or the test checks nothing."""
     _bulk_insert(ws, 30)
+    seen = {"inputs": 0, "accepted": 0}
 
     @settings(max_examples=100, deadline=None)
     @given(text=_filters, order=st.sampled_from([None, "metrics.m1 desc", "params.p1", "tags.team", "duration"]))
     def check(text: str, order: str | None) -> None:
+        seen["inputs"] += 1
         try:
             frame = runs(filter=text, order_by=order, limit=10, ws=ws)
         except ValidationError:
             return
+        seen["accepted"] += 1
         assert len(frame) <= 10
 
     with connect(ws):  # nested connects reuse this one: no file open per example
         check()
+    assert seen["accepted"] >= 0.25 * seen["inputs"], seen
+
+
+# ------------------------------------------------------------------------------------------
+# Valid filters from a typed grammar, checked against pandas on the same data (the oracle)
+
+_N_ORACLE = 40
+_int_literals = st.integers(-1, 10)
+_float_literals = st.integers(-1100, 2100).map(lambda k: k / 1000)
+_teams = st.sampled_from(["t0", "t1", "t2", "t3", "t9"])
+_LIKE = {"t%": lambda v: v.str.startswith("t"), "%1": lambda v: v.str.endswith("1"), "t_": lambda v: v.str.len() == 2,
+         "x%": lambda v: v.str.startswith("x"), "%": lambda v: v == v}  # fmt: skip
+_COMPARE = {"=": "__eq__", "!=": "__ne__", "<": "__lt__", "<=": "__le__", ">": "__gt__", ">=": "__ge__"}
+
+
+def _literal(value) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+@st.composite
+def _valid_predicates(draw):
+    """(filter text, oracle): the oracle maps `_expected(n)` to the boolean mask of matching runs."""
+    kind = draw(st.sampled_from(["param", "metric", "param_in", "team", "team_in", "team_like", "status", "null"]))
+    j = draw(st.integers(0, 9))
+    if kind in ("param", "metric"):
+        op = draw(st.sampled_from(list(_COMPARE)))
+        if kind == "param":
+            column, text_field, value = f"params.p{j}", f"params.p{j}", draw(_int_literals)
+            series = lambda f, c=column: f[c]  # noqa: E731
+        else:
+            agg = draw(st.sampled_from(["", ".last", ".min", ".max"]))
+            shift = {"": 0, ".last": 0, ".min": -1, ".max": 1}[agg]
+            column, text_field, value = f"metrics.m{j}", f"metrics.m{j}{agg}", draw(_float_literals)
+            series = lambda f, c=column, d=shift: f[c] + d if d else f[c]  # noqa: E731
+        return f"{text_field} {op} {_literal(value)}", lambda f, s=series, o=_COMPARE[op], v=value: getattr(s(f), o)(v)
+    if kind == "param_in":
+        values = draw(st.lists(_int_literals, min_size=1, max_size=3))
+        negate = draw(st.booleans())
+        text = f"params.p{j} {'not in' if negate else 'in'} ({', '.join(map(str, values))})"
+        return text, lambda f, c=f"params.p{j}", v=values, n=negate: ~f[c].isin(v) if n else f[c].isin(v)
+    if kind == "team":
+        op, team = draw(st.sampled_from(["=", "!="])), draw(_teams)
+        return f"tags.team {op} '{team}'", lambda f, o=_COMPARE[op], t=team: getattr(f["tags.team"], o)(t)
+    if kind == "team_in":
+        teams = draw(st.lists(_teams, min_size=1, max_size=3))
+        return f"tags.team in ({', '.join(repr(t) for t in teams)})", lambda f, t=teams: f["tags.team"].isin(t)
+    if kind == "team_like":
+        pattern, negate = draw(st.sampled_from(list(_LIKE))), draw(st.booleans())
+        text = f"tags.team {'not like' if negate else 'like'} '{pattern}'"
+        return text, lambda f, m=_LIKE[pattern], n=negate: ~m(f["tags.team"]) if n else m(f["tags.team"])
+    if kind == "status":
+        status = draw(st.sampled_from(["finished", "failed"]))
+        return f"status = '{status}'", lambda f, v=status: f["status"] == v
+    negate = draw(st.booleans())  # every run has every key: `is not null` is everything
+    return f"metrics.m{j} is {'not ' if negate else ''}null", lambda f, n=negate: f["status"].notna() == n
+
+
+_valid_filters = st.recursive(
+    _valid_predicates(),
+    lambda inner: st.one_of(
+        st.tuples(inner, st.sampled_from(["and", "or"]), inner).map(
+            lambda t: (f"({t[0][0]} {t[1]} {t[2][0]})",
+                       (lambda f, a=t[0][1], b=t[2][1], op=t[1]: (a(f) & b(f)) if op == "and" else (a(f) | b(f))))
+        ),  # fmt: skip
+        inner.map(lambda t: (f"not {t[0]}", lambda f, a=t[1]: ~a(f))),
+    ),
+    max_leaves=5,
+)
+
+
+def test_generated_valid_filters_select_what_pandas_selects(ws) -> None:
+    """Every filter of the grammar is accepted and selects exactly the runs pandas selects with
+    the same condition on the same data, so a wrong operator, aggregate or precedence shows."""
+    _bulk_insert(ws, _N_ORACLE)
+    expected = _expected(_N_ORACLE)
+    expected["status"] = ["failed" if k % 10 == 0 else "finished" for k in range(_N_ORACLE)]
+    sizes = []
+
+    @settings(max_examples=80, deadline=None)
+    @given(_valid_filters)
+    def check(generated) -> None:
+        text, oracle = generated
+        got = set(runs(filter=text, ws=ws)["run_id"])
+        want = set(expected.loc[oracle(expected), "run_id"])
+        assert got == want, (text, sorted(got ^ want)[:5])
+        sizes.append(len(want))
+
+    with connect(ws):
+        check()
+    assert any(0 < n < _N_ORACLE for n in sizes), sizes  # not only "everything" or "nothing"
 
 
 # ------------------------------------------------------------------------------------------

@@ -67,9 +67,22 @@ KILLED = textwrap.dedent(
     """
     import sys
     from workbench.snapshots import register
+    print("ready", flush=True)
     register("big", sys.argv[1])
+    print("done", flush=True)
     """
 )
+
+
+def _start_victim(path) -> subprocess.Popen:
+    """The victim, once its imports are done: kill times count from the registration itself,
+    not from an interpreter start-up whose length varies with the machine's load."""
+    proc = subprocess.Popen([sys.executable, "-c", KILLED, str(path)], env=os.environ, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.strip() == "ready", proc.stderr.read() if proc.stderr else line
+    return proc
 
 
 def _invariants(ws) -> int:
@@ -91,20 +104,23 @@ def test_kill_during_registration_leaves_no_half_snapshot(ws, tmp_path):
         "copy (select i, i * 0.5 as x, 'label-' || (i % 97) as s, random() as r "
         f"from range(1500000) t(i)) to '{big}' (header)"
     )
+    proc = _start_victim(big)
     start = time.monotonic()
-    subprocess.run([sys.executable, "-c", KILLED, str(big)], check=True, env=os.environ)
+    out, err = proc.communicate(timeout=300)
     full = time.monotonic() - start
+    assert proc.returncode == 0 and "done" in out, err
     assert _invariants(ws) == 1
     with connect(ws) as con:
         con.execute("delete from snapshots")
         con.execute("delete from audit")
     outcomes = []
     for fraction in (0.15, 0.35, 0.55, 0.7, 0.8, 0.9, 0.95):
-        proc = subprocess.Popen([sys.executable, "-c", KILLED, str(big)], env=os.environ)
+        proc = _start_victim(big)
         time.sleep(full * fraction)
         proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        outcomes.append(_invariants(ws))
-    assert all(n in (0, 1) for n in outcomes)
-    subprocess.run([sys.executable, "-c", KILLED, str(big)], check=True, env=os.environ)
+        out, _ = proc.communicate(timeout=60)
+        outcomes.append(("done" not in out, _invariants(ws)))  # (killed mid-registration, snapshots after)
+    assert all(n in (0, 1) for _, n in outcomes), outcomes
+    assert any(mid_write for mid_write, _ in outcomes), outcomes  # some kill hit the registration itself
+    subprocess.run([sys.executable, "-c", KILLED, str(big)], check=True, env=os.environ, capture_output=True)
     assert _invariants(ws) == 1

@@ -47,22 +47,78 @@ def test_a_file_in_the_way(tmp_path):
         init_workspace(tmp_path / "blocker")
 
 
-def test_older_catalog_is_migrated_forward(tmp_path, wine_frame):
-    ws = init_workspace(tmp_path / "old")
-    newest = available_migrations()[-1][0]
-    # Recreate the catalog as the first release wrote it: only migration 1 applied.
+def _old_catalog_with(ws, applied: int, tables: dict[str, tuple[list[str], list[tuple]]]) -> None:
+    """Replace the catalog by one an older Workbench wrote: only the first `applied` migrations,
+    holding `tables` ({table: (columns, rows)}) as that version stored them."""
     ws.catalog_path.unlink()
-    first = available_migrations()[0]
     con = duckdb.connect(str(ws.catalog_path))
     con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMPTZ)")
-    con.execute(first[2])
-    con.execute("INSERT INTO schema_migrations VALUES (1, ?, now())", [first[1]])
+    for number, name, sql in available_migrations()[:applied]:
+        con.execute(sql)
+        con.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [number, name])
+    for table, (columns, rows) in tables.items():
+        marks = ", ".join("?" * len(columns))
+        con.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
     con.close()
     forget_migrations()
+
+
+def _rows(con, table: str, columns: list[str]) -> list[tuple]:
+    return con.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY ALL").fetchall()
+
+
+def test_older_catalog_with_data_is_migrated_forward_and_keeps_its_data(ws, wine_frame):
+    """A workspace of the release before `file_sha256` (migrations 1-4) opens with every row intact."""
+    from model_fixtures import train_run
+
+    # Real data the old release could have written: a snapshot (its blob on disk), a finished run
+    # that read it and logged a model, that model promoted, and the audit rows of all of it.
+    wb.snapshot("wine", wine_frame)
+    run_id = train_run()
+    wb.promote(run_id, "wine", reason="first")
     with connect(ws) as con:
-        assert schema_version(con) == newest
+        tables = {}
+        for table in ("snapshots", "audit", "runs", "run_params", "run_metrics", "run_metric_summary",
+                      "run_artifacts", "run_inputs", "models", "model_versions", "model_aliases",
+                      "model_alias_history"):  # fmt: skip
+            columns = [c for (c,) in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
+                [table]).fetchall() if c != "file_sha256"]  # fmt: skip
+            tables[table] = (columns, _rows(con, table, columns))
+    assert all(rows for _, rows in tables.values())  # every table holds data worth keeping
+    assert "ADD COLUMN file_sha256" in available_migrations()[4][2]  # what the old release lacked
+
+    _old_catalog_with(ws, 4, tables)
+    with connect(ws) as con:
+        assert schema_version(con) == available_migrations()[-1][0]
+        assert [n for (n,) in con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()] == [
+            n for n, _, _ in available_migrations()
+        ]
+        for table, (columns, rows) in tables.items():
+            assert _rows(con, table, columns) == rows, table
+        # 0005 added the column; an old snapshot has no file hash until its file is checked.
+        assert con.execute("SELECT file_sha256 FROM snapshots").fetchall() == [(None,)]
+    # ...and everything still reads through the library: data, lineage, the served model.
+    assert wb.load_snapshot("wine@1").equals(wine_frame)
+    run = wb.get_run(run_id)
+    assert run.status == "finished" and run.inputs == ["wine@1"] and run.metrics["accuracy"] > 0.8
+    assert wb.get_model_version("wine@production").run_id == run_id
+    assert [e.action for e in wb.audit_log(target="model:wine")][:1] == ["model.created"]
+
+
+def test_catalog_of_the_first_release_is_migrated_forward(tmp_path):
+    ws = init_workspace(tmp_path / "old")
+    frame = [("wine", 1, "abc", "2024-01-01 00:00:00+00", "ana", "wine.csv", None, 3, 10, "[]", "{}", "abc.parquet")]
+    columns = ["name", "version", "content_hash", "created_at", "creator", "source", "description", "row_count",
+               "byte_size", "columns", "profile", "blob"]  # fmt: skip
+    _old_catalog_with(ws, 1, {"snapshots": (columns, frame)})
+    with connect(ws) as con:
+        assert schema_version(con) == available_migrations()[-1][0]
         tables = {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
-    assert {"snapshots", "audit", "runs"} <= tables
+        assert con.execute("SELECT name, version, creator, blob, file_sha256 FROM snapshots").fetchall() == [
+            ("wine", 1, "ana", "abc.parquet", None)
+        ]
+    assert {"snapshots", "audit", "runs", "models"} <= tables
 
 
 def test_newer_catalog_is_refused(tmp_path):

@@ -58,14 +58,47 @@ def _tables(ws) -> dict[str, int]:
         return {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in names}
 
 
-@FAST
-@given(st.one_of(st.text(max_size=80), st.lists(FILTER_ALPHABET, max_size=25).map("".join)))
-def test_random_filters_raise_only_validation_errors(some_runs, text):
-    try:
-        table = wb.runs(filter=text)
-    except ValidationError:
-        return
-    assert len(table) <= 2
+# Filters over the two runs of `some_runs` (x = "0" / "1", m = 0 / 1, team a) with the runs each
+# selects, by x: valid input that must be accepted and answered right, mixed into the noise.
+VALID_PREDICATES = [
+    ("metrics.m >= 1", {"1"}), ("metrics.m < 1", {"0"}), ("params.x = '0'", {"0"}), ("params.x != '0'", {"1"}),
+    ("params.x in ('0', '1')", {"0", "1"}), ("tags.team = 'a'", {"0", "1"}), ("tags.team like 'b%'", set()),
+    ("metrics.m is null", set()), ("status = 'finished'", {"0", "1"}),
+]  # fmt: skip
+VALID_FILTERS = st.recursive(
+    st.sampled_from(VALID_PREDICATES),
+    lambda inner: st.one_of(
+        st.tuples(inner, inner).map(lambda t: (f"({t[0][0]} and {t[1][0]})", t[0][1] & t[1][1])),
+        st.tuples(inner, inner).map(lambda t: (f"({t[0][0]} or {t[1][0]})", t[0][1] | t[1][1])),
+        inner.map(lambda t: (f"not {t[0]}", {"0", "1"} - t[1])),
+    ),
+    max_leaves=4,
+)
+
+
+def test_random_filters_raise_only_validation_errors(some_runs):
+    """Noise is refused with a ValidationError or accepted; valid filters mixed in must be accepted
+    and select the right runs, so a filter parser that refuses everything fails here."""
+    seen = {"inputs": 0, "accepted": 0}
+
+    @FAST
+    @given(st.one_of(st.text(max_size=80), st.lists(FILTER_ALPHABET, max_size=25).map("".join),
+                     VALID_FILTERS))  # fmt: skip
+    def check(generated):
+        text, expected = generated if isinstance(generated, tuple) else (generated, None)
+        seen["inputs"] += 1
+        try:
+            table = wb.runs(filter=text)
+        except ValidationError:
+            assert expected is None, f"the valid filter {text!r} was refused"
+            return
+        seen["accepted"] += 1
+        assert len(table) <= 2
+        if expected is not None:
+            assert (set(table["params.x"]) if len(table) else set()) == expected, text
+
+    check()
+    assert seen["accepted"] >= 0.1 * seen["inputs"], seen
 
 
 @pytest.mark.parametrize("text", INJECTIONS)
@@ -86,27 +119,81 @@ NOTEBOOK = new_notebook(cells=[new_code_cell(
 TYPES = ["int", "float", "str", "bool", "list", "dict", "any"]
 
 
-@FAST
-@given(st.sampled_from(TYPES), st.text(max_size=60))
-def test_random_parameter_text_coerces_or_raises_validation_error(type_name, raw):
-    try:
-        coerce_text("p", raw, type_name)
-    except ValidationError:
-        pass
+def _has_type(value, type_name: str) -> bool:
+    """Whether `value` is what a parameter of `type_name` (the type of its default) may hold."""
+    if type_name == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if type_name == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return type_name == "any" or isinstance(value, {"str": str, "bool": bool, "list": list, "dict": dict}[type_name])
 
 
-@FAST
-@given(
-    st.sampled_from(["n", "lr", "name", "flag", "items", "conf", "anything"]),
-    st.one_of(st.text(max_size=40), st.integers(), st.floats(), st.none(), st.booleans(),
-              st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2)),
-    st.booleans(),
+KEYS = st.text(alphabet="abcxyz", min_size=1, max_size=3)
+VALUE_TEXTS = st.one_of(  # text that is a valid value of some type, mixed into random text
+    st.integers(-10**6, 10**6).map(str), st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.sampled_from(["true", "False", "yes", "off", "1", "0"]), st.lists(st.integers(), max_size=3).map(json.dumps),
+    st.dictionaries(KEYS, st.integers(), max_size=2).map(json.dumps),
 )  # fmt: skip
-def test_random_parameter_values_validate_or_raise_validation_error(name, value, from_text):
-    try:
-        validate_params(NOTEBOOK, {name: value}, from_text=from_text)
-    except ValidationError:
-        pass
+
+
+def test_random_parameter_text_coerces_or_raises_validation_error():
+    """Text for a parameter becomes a value of the parameter's type or a ValidationError; a share
+    of the inputs for typed parameters (not str, which takes any text as it is) must convert, so
+    a converter that refuses everything fails here."""
+    seen = {"inputs": 0, "accepted": 0}
+
+    @FAST
+    @given(st.sampled_from(TYPES), st.one_of(st.text(max_size=60), VALUE_TEXTS))
+    def check(type_name, raw):
+        typed = type_name != "str"
+        seen["inputs"] += typed
+        try:
+            value = coerce_text("p", raw, type_name)
+        except ValidationError:
+            assert typed, f"{type_name} refused {raw!r}"
+            return
+        seen["accepted"] += typed
+        assert _has_type(value, type_name), (type_name, raw, value)
+        assert type_name != "str" or value == raw
+
+    check()
+    assert seen["accepted"] >= 0.1 * seen["inputs"], seen
+
+
+ANY_VALUES = st.one_of(
+    st.text(max_size=40), VALUE_TEXTS, st.integers(), st.floats(), st.none(), st.booleans(),
+    st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)  # fmt: skip
+TYPED_VALUES = {  # a value of each type, as Python or as command-line text
+    "int": st.one_of(st.integers(), st.integers().map(str)), "float": st.one_of(st.floats(), st.floats().map(repr)),
+    "str": st.text(max_size=10), "bool": st.one_of(st.booleans(), st.sampled_from(["true", "no"])),
+    "list": st.one_of(st.lists(st.integers(), max_size=3), st.just("[1, 2]")),
+    "dict": st.one_of(st.dictionaries(KEYS, st.integers(), max_size=2), st.just("{a: 1}")), "any": ANY_VALUES,
+}  # fmt: skip
+DECLARED = {"n": "int", "lr": "float", "name": "str", "flag": "bool", "items": "list", "conf": "dict",
+            "anything": "any"}  # the parameters cell of NOTEBOOK, by type
+
+
+def test_random_parameter_values_validate_or_raise_validation_error():
+    """Values (or, from the command line, text) for a declared parameter validate to its type or
+    raise a ValidationError; a share must validate, so a validator refusing everything fails."""
+    seen = {"inputs": 0, "accepted": 0}
+
+    @FAST
+    @given(st.sampled_from(sorted(DECLARED)), st.data(), st.booleans())
+    def check(name, data, from_text):
+        value = data.draw(st.one_of(ANY_VALUES, TYPED_VALUES[DECLARED[name]]), label="value")
+        typed = DECLARED[name] not in ("str", "any")
+        seen["inputs"] += typed
+        try:
+            result = validate_params(NOTEBOOK, {name: value}, from_text=from_text)
+        except ValidationError:
+            return
+        seen["accepted"] += typed
+        assert list(result) == [name] and _has_type(result[name], DECLARED[name]), (name, value, result)
+
+    check()
+    assert seen["accepted"] >= 0.05 * seen["inputs"], seen  # about 20% in practice
 
 
 @pytest.mark.parametrize("raw", ["[" * 5000 + "]" * 5000, "&a [*a, *a]",
@@ -120,16 +207,30 @@ def test_nasty_yaml_parameter_text(raw):
     assert not callable(value)
 
 
-@FAST
-@given(st.text(max_size=40), st.one_of(st.text(max_size=20), st.integers(-3, 10**11)))
-def test_model_refs_parse_or_raise_invalid_name(name, spec):
-    try:
-        ref = parse_ref(f"{name}@{spec}", "model", allow_alias=True)
-    except InvalidNameError:
-        return
-    assert NAME_PATTERN.match(ref.name) and ".." not in ref.name
-    assert (ref.version is None) or ref.version > 0
-    assert ref.alias is None or NAME_PATTERN.match(ref.alias)
+VALID_NAMES = st.from_regex(r"[A-Za-z][A-Za-z0-9_-]{0,20}", fullmatch=True)
+
+
+def test_model_refs_parse_or_raise_invalid_name():
+    """`name@spec` parses to a safe name and a positive version or valid alias, or raises
+    InvalidNameError; valid references mixed in must parse, so a parser refusing all fails."""
+    seen = {"inputs": 0, "accepted": 0}
+
+    @FAST
+    @given(st.one_of(st.text(max_size=40), VALID_NAMES),
+           st.one_of(st.text(max_size=20), st.integers(-3, 10**11), VALID_NAMES))  # fmt: skip
+    def check(name, spec):
+        seen["inputs"] += 1
+        try:
+            ref = parse_ref(f"{name}@{spec}", "model", allow_alias=True)
+        except InvalidNameError:
+            return
+        seen["accepted"] += 1
+        assert NAME_PATTERN.match(ref.name) and ".." not in ref.name
+        assert (ref.version is None) or ref.version > 0
+        assert ref.alias is None or NAME_PATTERN.match(ref.alias)
+
+    check()
+    assert seen["accepted"] >= 0.15 * seen["inputs"], seen
 
 
 def _tree(root: Path, skip: Path) -> set[str]:
@@ -238,12 +339,39 @@ def test_oversized_payload_is_413(server):
     assert server.post("/predict", json={"records": [ROW]}).status_code == 200  # still serving
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.one_of(st.binary(max_size=300), st.text(max_size=200).map(str.encode)), st.sampled_from(
-    ["application/json", "text/csv", "application/csv", "text/plain", ""]))  # fmt: skip
-def test_random_bodies_never_get_a_5xx(server, body, content_type):
-    answer = server.post("/predict", content=body, headers={"content-type": content_type} if content_type else {})
-    assert answer.status_code < 500, (body, content_type, answer.text[:300])
+FEATURE_VALUES = st.floats(-1e4, 1e4, allow_nan=False)
+VALID_ROWS = st.lists(st.fixed_dictionaries({name: FEATURE_VALUES for name in FEATURES}), min_size=1, max_size=5)
+VALID_BODIES = st.one_of(  # (body, content type, rows): requests a working server must answer with 200
+    VALID_ROWS.map(lambda rows: (json.dumps({"records": rows}).encode(), "application/json", len(rows))),
+    VALID_ROWS.map(lambda rows: (("\n".join([",".join(FEATURES)] + [",".join(repr(r[f]) for f in FEATURES)
+                                                                     for r in rows]) + "\n").encode(),
+                                 "text/csv", len(rows))),
+)  # fmt: skip
+RANDOM_BODIES = st.tuples(
+    st.one_of(st.binary(max_size=300), st.text(max_size=200).map(str.encode)),
+    st.sampled_from(["application/json", "text/csv", "application/csv", "text/plain", ""]),
+    st.none(),
+)
+
+
+def test_random_bodies_never_get_a_5xx(server):
+    """Random bytes get an answer below 500; valid bodies mixed in must get their predictions, so
+    a server refusing every request (4xx) fails here too."""
+    seen = {"inputs": 0, "accepted": 0}
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.one_of(RANDOM_BODIES, VALID_BODIES))
+    def check(generated):
+        body, content_type, rows = generated
+        seen["inputs"] += 1
+        answer = server.post("/predict", content=body, headers={"content-type": content_type} if content_type else {})
+        assert answer.status_code < 500, (body, content_type, answer.text[:300])
+        if rows is not None:
+            assert answer.status_code == 200 and len(answer.json()["predictions"]) == rows, (body, answer.text[:300])
+        seen["accepted"] += answer.status_code == 200
+
+    check()
+    assert seen["accepted"] >= 0.3 * seen["inputs"], seen
 
 
 # ------------------------------------------------------------------------------------------

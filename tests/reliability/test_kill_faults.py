@@ -19,6 +19,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 
 import duckdb
 import pytest
@@ -27,9 +28,11 @@ from workbench import blobs
 from workbench.catalog import connect
 from workbench.doctor import referenced_blobs, run_checks
 from workbench.models.registry import ALIAS_FILE, model_dir
+from workbench.runs.ingest import index_runs
 
 SEED = int(os.environ.get("WORKBENCH_FAULT_SEED", "8"))
 KILLS = 3
+MAX_KILLS = KILLS + 4  # more seeded moments, only until one kill has landed mid-write
 
 SNAPSHOT_VICTIM = textwrap.dedent(
     """
@@ -101,19 +104,52 @@ def _timed_full_run(ws, script: str, *args: str) -> float:
     return elapsed
 
 
-def _kill_at(ws, script: str, delay: float, *args: str) -> bool:
-    """Start the victim, kill -9 it `delay` s after it is ready; True if it was still running."""
+def _kill_at(ws, script: str, delay: float, *args: str, writes: int = 1) -> bool:
+    """Start the victim, kill -9 it `delay` s after it is ready; True if the kill landed mid-write.
+
+    The victim prints "ready" right before its write and "done" right after each of its `writes`
+    writes: a kill before the last "done" interrupted a write (a kill after it proves nothing).
+    """
     proc, _ = _start(ws, script, *args)
     time.sleep(delay)
-    alive = proc.poll() is None
     proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=60)
-    return alive
+    out, _err = proc.communicate(timeout=60)
+    return sum(1 for line in out.splitlines() if line.startswith("done")) < writes
+
+
+def _kill_series(ws, kill: Callable[[int, random.Random], bool], key: str,
+                 kills: int = KILLS) -> list[tuple[bool, int]]:  # fmt: skip
+    """`kills` kills at seeded moments, then more (up to MAX_KILLS) until one landed mid-write.
+
+    Returns (killed mid-write, `key` count after the kill) per kill; the invariants are checked
+    after each one. `kill(attempt, rng)` starts a victim and kills it, like `_kill_at`.
+    """
+    rng = random.Random(SEED)
+    outcomes: list[tuple[bool, int]] = []
+    while len(outcomes) < kills or not any(mid_write for mid_write, _ in outcomes):
+        assert len(outcomes) < MAX_KILLS, f"no kill of {len(outcomes)} landed mid-write: {outcomes}"
+        mid_write = kill(len(outcomes), rng)
+        outcomes.append((mid_write, check_invariants(ws)[key]))
+    return outcomes
+
+
+def _settled(ws, timeout: float = 30.0) -> None:
+    """Until no run is queued or running: a killed run is reaped by the first read after its
+    heartbeat is WORKBENCH_STALE_AFTER (1 s) old."""
+    deadline = time.monotonic() + timeout
+    while True:
+        index_runs(ws)
+        with connect(ws) as con:
+            stuck = con.execute("SELECT list(run_id) FROM runs WHERE status IN ('queued', 'running')").fetchone()[0]
+        if not stuck:
+            return
+        assert time.monotonic() < deadline, f"runs never reaped: {stuck}"
+        time.sleep(0.1)
 
 
 def check_invariants(ws) -> dict[str, int]:
     """Every promise of "as before or as after", checked on the workspace as it is now."""
-    time.sleep(1.1)  # WORKBENCH_STALE_AFTER=1: killed runs are reaped by the next reader
+    _settled(ws)
     errors = [f for f in run_checks(ws) if f.severity == "error"]
     assert not errors, errors
     with connect(ws) as con:
@@ -170,11 +206,9 @@ def test_kill_during_snapshot_registration(ws, tmp_path):
     with connect(ws) as con:  # start over from "before", so each kill can land on either side
         con.execute("DELETE FROM snapshots")
         con.execute("DELETE FROM audit")
-    rng = random.Random(SEED)
-    outcomes = []
-    for _ in range(KILLS):
-        killed = _kill_at(ws, SNAPSHOT_VICTIM, rng.uniform(0.05, 1.1) * full, str(big))
-        outcomes.append((killed, check_invariants(ws)["snapshots"]))
+    outcomes = _kill_series(
+        ws, lambda attempt, rng: _kill_at(ws, SNAPSHOT_VICTIM, rng.uniform(0.05, 1.1) * full, str(big)), "snapshots"
+    )
     assert all(n in (0, 1) for _, n in outcomes), outcomes
     print(f"\n[kill] snapshot registration ({full:.2f} s): (killed mid-write, snapshots after) = {outcomes}")
     _timed_full_run(ws, SNAPSHOT_VICTIM, str(big))
@@ -188,18 +222,19 @@ def test_kill_during_log_artifact(ws, tmp_path):
         for _ in range(64):
             handle.write(os.urandom(1 << 20))
     full = _timed_full_run(ws, ARTIFACT_VICTIM, str(big), "full")
-    rng = random.Random(SEED)
-    outcomes = []
-    for attempt in range(KILLS):
-        killed = _kill_at(ws, ARTIFACT_VICTIM, rng.uniform(0.0, 1.1) * full, str(big), str(attempt))
-        outcomes.append((killed, check_invariants(ws)["artifacts"]))
+    outcomes = _kill_series(
+        ws, lambda attempt, rng: _kill_at(ws, ARTIFACT_VICTIM, rng.uniform(0.0, 1.1) * full, str(big), str(attempt)),
+        "artifacts",
+    )
     print(f"\n[kill] log_artifact of 64 MiB ({full:.2f} s): (killed mid-write, artifacts after) = {outcomes}")
     # Each killed run kept what it logged before the kill (its param) and ended `killed`, not stuck.
     import workbench as wb
 
     table = wb.runs(order_by="created_at")
-    assert len(table) == KILLS + 1 and set(table["status"]) <= {"finished", "killed"}
-    assert table["params.attempt"].tolist() == ["full", *map(str, range(KILLS))]
+    assert len(table) == len(outcomes) + 1 and set(table["status"]) <= {"finished", "killed"}
+    assert table["params.attempt"].tolist() == ["full", *map(str, range(len(outcomes)))]
+    interrupted = [str(attempt) for attempt, (mid_write, _) in enumerate(outcomes) if mid_write]
+    assert set(table.loc[table["params.attempt"].isin(interrupted), "status"]) == {"killed"}
     scratch = list(ws.tmp_dir.iterdir()) if ws.tmp_dir.is_dir() else []
     stored = {p.name for p in ws.blobs_dir.rglob("*") if p.is_file()}
     assert all(blobs.blob_path(ws, b).stat().st_size == big.stat().st_size for b in stored if b.endswith(".bin"))
@@ -216,11 +251,10 @@ def test_kill_during_promotion(ws, wine_frame):
     first, second = train_run(C=0.01), train_run(C=10.0)
     full = _timed_full_run(ws, PROMOTE_VICTIM, first, second, "3") / 3  # one flip + one staging move
     check_invariants(ws)
-    rng = random.Random(SEED)
-    outcomes = []
-    for _ in range(KILLS + 1):
-        killed = _kill_at(ws, PROMOTE_VICTIM, rng.uniform(0.0, 3.0) * full, first, second, "50")
-        outcomes.append((killed, check_invariants(ws)["moves"]))
+    outcomes = _kill_series(
+        ws, lambda attempt, rng: _kill_at(ws, PROMOTE_VICTIM, rng.uniform(0.0, 3.0) * full, first, second, "50",
+                                          writes=50), "moves", kills=KILLS + 1,
+    )  # fmt: skip
     print(f"\n[kill] promote ({full:.2f} s per flip): (killed mid-write, alias moves after) = {outcomes}")
     versions = sorted(v["version"] for v in wb.get_model("wine")["versions"])
     assert versions == [1, 2]  # re-promoting a run reuses its version: never a third, never a gap
