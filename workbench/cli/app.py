@@ -11,13 +11,11 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from workbench.errors import WorkbenchError
 from workbench.workspace import ENV_HOME, Workspace, open_workspace
@@ -69,15 +67,6 @@ def _default(value: Any) -> Any:
 
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, default=_default, indent=2) + "\n")
-
-
-def print_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    table = Table(title=title, header_style="bold")
-    for index, column in enumerate(columns):
-        table.add_column(column, overflow="fold", no_wrap=index == 0)  # ids stay on one line
-    for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
-    console.print(table)
 
 
 def fail(message: str, hint: str | None = None) -> None:

@@ -6,7 +6,8 @@ from typing import Any
 
 import typer
 
-from workbench.cli.app import JsonOption, app, console, print_json, print_table, workspace
+from workbench.cli.app import JsonOption, app, console, print_json, workspace
+from workbench.cli.tables import print_table
 from workbench.doctor import run_checks
 
 _STYLE = {"ok": "green", "warning": "yellow", "error": "bold red"}

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Optional
 
 import typer
 
-from workbench.cli.app import JsonOption, app, console, err_console, fail, print_json, print_table, workspace
+from workbench.cli.app import JsonOption, app, console, err_console, fail, print_json, workspace
+from workbench.cli.tables import print_table
 
 pipeline_app = typer.Typer(help="Pipelines declared in workbench.yaml: validate, list, run.", no_args_is_help=True)
 app.add_typer(pipeline_app, name="pipeline")
@@ -100,7 +102,8 @@ def audit_cmd(
         print_json([e.to_dict() for e in found])
         return
     rows = [(e.id, f"{e.occurred_at:%Y-%m-%d %H:%M:%S}", e.actor, e.action, e.target, e.reason or "") for e in found]
-    print_table("Audit log", ["id", "when", "who", "action", "target", "why"], rows)
+    print_table("Audit log", ["id", "when", "who", "action", "target", "why"], rows,
+                ids=(0, 4), priority=[0, 1, 3, 4, 2, 5])  # fmt: skip
 
 
 @pipeline_app.command("validate")
@@ -197,11 +200,17 @@ def guard_cmd(
     min_requests: int = typer.Option(20, "--min-requests", help="Do not judge on fewer requests."),
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8000, "--port", "-p"),
+    token_file: Optional[Path] = typer.Option(
+        None, "--token-file", metavar="PATH", help="Require the token in PATH (chmod 600), as `serve` does; "
+        "default: WORKBENCH_SERVE_TOKEN."
+    ),  # fmt: skip
 ) -> None:
     """Serve NAME@ALIAS and roll the alias back automatically when the current version misbehaves."""
     from workbench.governance.autorollback import GuardPolicy, serve_guarded
+    from workbench.serving.server import resolve_token
 
+    token = resolve_token(None, token_file)
     policy = GuardPolicy(max_error_rate, max_p99_ms, max_drift_psi, min_requests)
     console.print(f"Serving {ref} on http://{host}:{port} with a guard (window {window}); Ctrl+C stops.")
-    serve_guarded(ref, policy, window=window, host=host, port=port, ws=workspace(),
-                  on_decision=lambda d: err_console.print(f"[yellow]Rolled back[/] {d.reason}"))  # fmt: skip
+    serve_guarded(ref, policy, window=window, host=host, port=port, token=token, ws=workspace(),
+                  on_decision=lambda d: err_console.print(f"[yellow]Guard:[/] {d.summary}"))  # fmt: skip

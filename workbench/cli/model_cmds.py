@@ -6,8 +6,10 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.text import Text
 
-from workbench.cli.app import JsonOption, app, console, fail, print_json, print_table, workspace
+from workbench.cli.app import JsonOption, app, console, err_console, fail, print_json, workspace
+from workbench.cli.tables import print_table
 
 models_app = typer.Typer(help="Registered models, versions, aliases, gates and model cards.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
@@ -64,7 +66,7 @@ def list_cmd(as_json: bool = JsonOption) -> None:
         return
     rows = [(m["name"], m["latest_version"], ", ".join(f"{a}={v}" for a, v in m["aliases"].items()),
              "yes" if m["gates"] else "", m["description"]) for m in found]  # fmt: skip
-    print_table("Models", ["name", "latest", "aliases", "gates", "description"], rows)
+    print_table("Models", ["name", "latest", "aliases", "gates", "description"], rows, ids=(0, 1))
 
 
 @models_app.command("show")
@@ -81,7 +83,8 @@ def show_cmd(name: str = typer.Argument(..., help="Model name."), as_json: bool 
         metrics = ", ".join(f"{k}={val:.4g}" for k, val in sorted(v["metrics"].items()) if isinstance(val, float))
         rows.append((v["version"], ", ".join(v["aliases"]), v["run_id"], ", ".join(v["inputs"]), metrics,
                      v["created_at"][:16], v["creator"]))  # fmt: skip
-    print_table(f"Model {name}", ["version", "aliases", "run", "data", "metrics", "created", "by"], rows)
+    print_table(f"Model {name}", ["version", "aliases", "run", "data", "metrics", "created", "by"], rows,
+                ids=(0, 2), priority=[0, 2, 1, 4, 3, 5, 6])  # fmt: skip
 
 
 @models_app.command("card")
@@ -145,6 +148,24 @@ def gate_cmd(
         console.print(f"Gates of {name}: {result or 'none'}")
 
 
+TokenOption = typer.Option(
+    None, "--token", help="Require 'Authorization: Bearer TOKEN'; visible in the process list: prefer "
+    "WORKBENCH_SERVE_TOKEN or --token-file."
+)  # fmt: skip
+TokenFileOption = typer.Option(
+    None, "--token-file", metavar="PATH", help="Read the token from PATH (only you may read it: chmod 600)."
+)  # fmt: skip
+
+
+def serving_token(token: str | None, token_file: Path | None) -> str | None:
+    """The token from --token (with a warning: other local users see it in `ps`), --token-file or the environment."""
+    from workbench.serving.server import TOKEN_ARGUMENT_WARNING, resolve_token
+
+    if token:
+        err_console.print(f"[yellow]{TOKEN_ARGUMENT_WARNING}[/]", highlight=False, soft_wrap=True)
+    return resolve_token(token, token_file)
+
+
 @app.command("serve")
 def serve_cmd(
     ref: str = typer.Argument(..., help="NAME[@alias|@version]; an alias is followed (hot swap)."),
@@ -153,16 +174,16 @@ def serve_cmd(
     canary: Optional[str] = typer.Option(
         None, "--canary", metavar="VERSION=FRACTION", help="Send a fraction of requests to another version."
     ),  # fmt: skip
-    token: Optional[str] = typer.Option(
-        None, "--token", help="Require 'Authorization: Bearer TOKEN' (or set WORKBENCH_SERVE_TOKEN)."
-    ),  # fmt: skip
+    token: Optional[str] = TokenOption,
+    token_file: Optional[Path] = TokenFileOption,
+    docs: bool = typer.Option(False, "--docs", help="Serve /docs and /openapi.json (behind the token, if any)."),
     no_log: bool = typer.Option(False, "--no-log", help="Do not log predictions."),
 ) -> None:
     """Serve a registered model over HTTP: POST /predict, GET /health, /metadata, /metrics."""
     from workbench.serving.server import build_server, serve
 
-    server = build_server(ref, host=host, port=port, canary=canary, token=token, log_predictions=not no_log,
-                          ws=workspace())  # fmt: skip
+    server = build_server(ref, host=host, port=port, canary=canary, token=serving_token(token, token_file),
+                          log_predictions=not no_log, docs=docs, ws=workspace())  # fmt: skip
     current = server.slot.current.version
     console.print(f"Serving [bold]{current.ref}[/] ({ref}) on {server.url} — POST {server.url}/predict; Ctrl+C stops.")
     serve(server)
@@ -187,7 +208,7 @@ def monitor_cmd(
         print_json(report.to_dict())
     else:
         rows = [(r.column, r.kind, f"{r.psi:.4f}", "" if r.ks != r.ks else f"{r.ks:.3f}",
-                 "" if r.p_value != r.p_value else f"{r.p_value:.3g}", "[red]DRIFT[/]" if r.drift else "ok")
+                 "" if r.p_value != r.p_value else f"{r.p_value:.3g}", Text("DRIFT", style="red") if r.drift else "ok")
                 for r in report.table.itertuples()]  # fmt: skip
         print_table(f"Drift of {report.model} vs {report.reference} ({report.live_rows} live rows)",
                     ["column", "kind", "psi", "ks", "p", "status"], rows)  # fmt: skip

@@ -7,7 +7,8 @@ from typing import Any, Optional
 
 import typer
 
-from workbench.cli.app import JsonOption, app, console, err_console, fail, print_json, print_table, workspace
+from workbench.cli.app import JsonOption, app, console, err_console, fail, print_json, workspace
+from workbench.cli.tables import is_terminal, print_table, ranked
 from workbench.runs.store import Run
 
 ParamOption = typer.Option(
@@ -167,8 +168,10 @@ def sweep_cmd(
     else:
         columns = [c for c in table.columns if c != "duration_s"]
         rows = [[_cell(row[c]) for c in columns] for _, row in table.iterrows()]
-        print_table(f"Sweep {result.sweep_id} ({result.experiment})", short_headers(columns), rows)
-        console.print(f"{len(result.run_ids) - len(result.failed)} finished, {len(result.failed)} failed.")
+        priority = ranked(columns, "run_id", "status", f"metrics.{metric}", "params.", "metrics.")
+        print_table(f"Sweep {result.sweep_id} ({result.experiment})", short_headers(columns), rows, priority=priority)
+        summary = f"{len(result.run_ids) - len(result.failed)} finished, {len(result.failed)} failed."
+        (console if is_terminal() else err_console).print(summary)  # a pipe's stdout: the TSV rows only
     if result.failed:
         raise typer.Exit(1)
 

@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from rich.text import Text
 
-from workbench.cli.app import JsonOption, app, console, print_json, print_table, workspace
+from workbench.cli.app import JsonOption, app, console, err_console, print_json, workspace
 from workbench.cli.run_cmds import short_headers, show_run
+from workbench.cli.tables import fits, is_terminal, print_table, ranked
 
 runs_app = typer.Typer(help="Query, inspect and compare tracked runs.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
@@ -55,7 +57,9 @@ def list_cmd(
     wanted = ["run_id", "experiment", "status", "duration_s"]
     columns = wanted + [c for c in frame.columns if c.startswith(("params.", "metrics."))]
     rows = [[_short(row[c]) for c in columns] for _, row in frame.iterrows()]
-    print_table(f"{len(frame)} run(s)", short_headers(columns), rows)
+    sort_keys = [key.split()[0] for key in order_by or []]  # a narrow terminal keeps these first
+    priority = ranked(columns, "run_id", "status", *sort_keys, "params.", "metrics.", "experiment")
+    print_table(f"{len(frame)} run(s)", short_headers(columns), rows, priority=priority)
 
 
 @runs_app.command("show")
@@ -105,12 +109,16 @@ def compare_cmd(
         return
     shown = table if all_rows else table[table["differs"]]
     run_columns = [c for c in table.columns if c != "differs"]
-    rows = []
-    for key, row in shown.iterrows():
-        style = "[bold yellow]" if row["differs"] else ""
-        rows.append([f"{style}{key}[/]" if style else key, *[_short(row[c]) for c in run_columns]])
+    rows = [[Text(str(key), style="bold yellow" if row["differs"] else ""), *[_short(row[c]) for c in run_columns]]
+            for key, row in shown.iterrows()]  # fmt: skip
     hidden = len(table) - len(shown)
     title = f"Comparison ({hidden} equal row(s) hidden; --all shows them)" if hidden else "Comparison"
-    print_table(title, ["key", *run_columns], rows)
-    if html:
-        console.print(f"Report: {html}")
+    headers = ["key", *run_columns]
+    if fits(headers, rows) or not is_terminal():
+        print_table(title, headers, rows)
+    else:  # one column per run id does not fit: one row per key and run instead, ids whole
+        long_rows = [[row[0], run_id, value]
+                     for row in rows for run_id, value in zip(run_columns, row[1:], strict=True)]  # fmt: skip
+        print_table(title, ["key", "run", "value"], long_rows, ids=(0, 1))
+    if html:  # on stderr in a pipe, where stdout is TSV rows only
+        (console if is_terminal() else err_console).print(f"Report: {html}")

@@ -6,7 +6,8 @@ from typing import Optional
 
 import typer
 
-from workbench.cli.app import JsonOption, app, console, fail, print_json, print_table, workspace
+from workbench.cli.app import JsonOption, app, console, err_console, fail, print_json, workspace
+from workbench.cli.tables import is_terminal, print_table
 from workbench.errors import ValidationError
 from workbench.snapshots import query, store
 from workbench.snapshots.differ import diff as diff_snapshots
@@ -82,6 +83,7 @@ def list_cmd(
             )
             for s in snaps
         ],
+        priority=[0, 1, 2, 6, 4, 3, 5],  # ref, rows, cols, description, created, size, by
     )
 
 
@@ -121,6 +123,7 @@ def show(
         "Schema and profile",
         ["column", "type", "nulls", "distinct~", "min", "max", "mean", "top values"],
         rows,
+        priority=[0, 1, 2, 4, 5, 6, 3, 7],  # the name and type first, then nulls and the range
     )
 
 
@@ -148,13 +151,20 @@ def diff(
         print_table(
             "Profile changes",
             ["column", "stat", "before", "after"],
-            [(c, stat, v[0], v[1]) for c, stats in result.profile_changes.items() for stat, v in stats.items()],
-        )
+            [(c, stat, _value(v[0]), _value(v[1])) for c, stats in result.profile_changes.items()
+             for stat, v in stats.items()],
+            ids=(0, 1),
+        )  # fmt: skip
     if result.key:
         console.print(
             f"rows by key {'+'.join(result.key)}: [green]{result.rows_added} added[/], "
             f"[red]{result.rows_removed} removed[/], [yellow]{result.rows_changed} changed[/]"
         )
+
+
+def _value(value: object) -> object:
+    """Floats to 6 significant digits: a profile mean's 16 digits are noise in a table (--json keeps them)."""
+    return f"{value:.6g}" if isinstance(value, float) else value
 
 
 @snapshot_app.command("export")
@@ -178,6 +188,6 @@ def query_cmd(
     if as_json:
         print_json(frame.head(limit).to_dict(orient="records"))
         return
-    print_table(None, [str(c) for c in frame.columns], frame.head(limit).itertuples(index=False))
-    if len(frame) > limit:
-        console.print(f"... {len(frame) - limit:,} more rows")
+    print_table(None, [str(c) for c in frame.columns], frame.head(limit).itertuples(index=False), ids=())
+    if len(frame) > limit:  # on stderr in a pipe, where stdout is TSV rows only
+        (console if is_terminal() else err_console).print(f"... {len(frame) - limit:,} more rows")
