@@ -223,6 +223,10 @@ async def test_start_run_validates_params_first(jp_fetch, jp_root_dir, ws):
     assert code == 400 and "lr" in body["error"]
     code, body = await error_of(jp_fetch, "sweeps", method="POST", body={"notebook": "train.ipynb", "grid": {}})
     assert code == 400
+    for route, extra in (("runs", {}), ("sweeps", {"grid": {"lr": [0.1]}})):  # a kernel may be chosen, and checked
+        code, body = await error_of(jp_fetch, route, method="POST",
+                                    body={"notebook": "train.ipynb", "kernel": "nosuch", **extra})  # fmt: skip
+        assert code == 400 and body.get("field") == "kernel" and "nosuch" in body["error"], body
 
 
 async def wait_for(jp_fetch: Any, predicate: Any, timeout: float = 120.0) -> list[dict[str, Any]]:
@@ -242,7 +246,8 @@ async def test_start_run_and_sweep_with_kernels(jp_fetch, jp_root_dir, ws):
     """POST runs and POST sweeps execute real notebooks in the background; the UI polls them."""
     write_notebook(jp_root_dir / "train.ipynb", "lr = 0.1\nepochs = 2", NOTEBOOK)
     code, run = await post_json(
-        jp_fetch, "runs", body={"notebook": "train.ipynb", "params": {"lr": "0.5"}, "experiment": "ui"}
+        jp_fetch, "runs",
+        body={"notebook": "train.ipynb", "params": {"lr": "0.5"}, "experiment": "ui", "kernel": "python"},
     )
     assert code == 201 and run["status"] == "queued" and run["params"] == {"lr": 0.5, "epochs": 2}
     code, started = await post_json(
@@ -260,6 +265,7 @@ async def test_start_run_and_sweep_with_kernels(jp_fetch, jp_root_dir, ws):
     assert by_experiment == [("grid", 1, 0.1), ("grid", 3, 0.1), ("ui", 2, 0.5)]  # given values, and the defaults
     mine = await get_json(jp_fetch, "runs", run["run_id"])
     assert mine["metrics"]["accuracy"] == pytest.approx(0.5)
+    assert mine["kernel"] == "python3"  # the generic name resolved as jupyter_client does
 
     notebook = await get_json(jp_fetch, "runs", run["run_id"], "notebook")
     assert notebook["nbformat"] == 4

@@ -99,13 +99,17 @@ def run_form(path: Path) -> dict[str, Any]:
 # Checks
 
 
-def check_run_form(notebook: Path, params: dict[str, Any], experiment: str | None) -> None:
-    """Refuse a bad experiment name or parameter value before anything is queued, naming its field."""
+def check_run_form(notebook: Path, params: dict[str, Any], experiment: str | None, kernel: str | None = None) -> None:
+    """Refuse a bad experiment name, kernel or parameter value before anything is queued, naming its field."""
     from workbench.runs.params import read_notebook, validate_params
+    from workbench.runs.runner import check_kernel
 
     if experiment is not None:
         with about("experiment"):
             validate_name(experiment, "experiment name")
+    if kernel is not None:
+        with about("kernel"):
+            check_kernel(kernel)
     nb = read_notebook(notebook)
     for name, value in params.items():
         with about(f"params.{name}"):
@@ -113,7 +117,7 @@ def check_run_form(notebook: Path, params: dict[str, Any], experiment: str | Non
 
 
 def check_sweep_form(notebook: Path, grid: dict[str, list[Any]], params: dict[str, Any], experiment: str | None,
-                     parallel: Any, ws: Workspace) -> int:  # fmt: skip
+                     parallel: Any, ws: Workspace, kernel: str | None = None) -> int:  # fmt: skip
     """`check_run_form` plus the sweep's parallelism, size and grid values; returns the number of runs.
 
     The size is checked before any value, so a grid of 10,000 values is refused without walking it.
@@ -127,7 +131,7 @@ def check_sweep_form(notebook: Path, grid: dict[str, list[Any]], params: dict[st
     with about("parallel"):
         check_parallel(parallel, ws)
     total = check_sweep_size(grid, None, ws)
-    check_run_form(notebook, params, experiment)
+    check_run_form(notebook, params, experiment, kernel)
     nb = read_notebook(notebook)
     for name, values in grid.items():
         for value in values:

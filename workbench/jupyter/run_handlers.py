@@ -58,9 +58,10 @@ class RunsHandler(WorkbenchHandler):
         if not isinstance(params, dict):
             raise ValidationError("params must be a JSON object of name: value.")
         experiment = text_field(data, "experiment")
-        await asyncio.to_thread(check_run_form, notebook, params, experiment)  # errors name their field
+        kernel = text_field(data, "kernel")  # default: the notebook's own kernelspec
+        await asyncio.to_thread(check_run_form, notebook, params, experiment, kernel)  # errors name their field
         record = await self.call(
-            run, str(notebook), params, experiment=experiment, background=True, params_from_text=True
+            run, str(notebook), params, experiment=experiment, background=True, params_from_text=True, kernel=kernel
         )
         self.reply(record.to_dict(), 201)
 
@@ -147,14 +148,15 @@ class SweepsHandler(WorkbenchHandler):
             raise ValidationError("params must be a JSON object of name: value.")
         parallel = data.get("parallel")
         experiment = text_field(data, "experiment")
+        kernel = text_field(data, "kernel")
         ws = await asyncio.to_thread(self.holder.get)
-        total = await asyncio.to_thread(check_sweep_form, notebook, grid, params, experiment, parallel, ws)
+        total = await asyncio.to_thread(check_sweep_form, notebook, grid, params, experiment, parallel, ws, kernel)
         log = self.log
 
         def work() -> None:
             try:
                 sweep(str(notebook), grid, params=params, parallel=parallel, experiment=experiment,
-                      params_from_text=True, ws=ws)  # fmt: skip
+                      params_from_text=True, kernel=kernel, ws=ws)  # fmt: skip
             except WorkbenchError as exc:
                 log.warning("Workbench sweep of %s failed: %s", notebook, exc)
             except Exception:  # a bug: keep the traceback in the server log
