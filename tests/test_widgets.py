@@ -152,6 +152,8 @@ def test_launcher_run_finishes_and_shows_in_status(ws, notebook):
     launcher = RunLauncher(notebook("tiny", "lr = 0.1\ndepth = 3", TRAIN), poll_seconds=0.2)
     launcher.inputs["lr"].value = 0.5
     launcher.experiment.value = "widgets"
+    assert launcher.kernel.value is None and "python3" in launcher.kernel.options[1]  # default: the notebook's own
+    launcher.kernel.value = "python3"
     launcher.run_button.click()
     assert "Started run" in launcher.message.value
     (run_id,) = launcher.run_ids
@@ -160,6 +162,7 @@ def test_launcher_run_finishes_and_shows_in_status(ws, notebook):
     assert "1.5" in launcher.status.value  # loss = lr * depth, shown as a metric column
     run = get_run(run_id)
     assert run.status == "finished" and run.experiment == "widgets" and run.params == {"lr": 0.5, "depth": 3}
+    assert run.kernel == "python3"
     # What wait() promised: nothing tracked may still change, and the widget shows the end state.
     assert not launcher.active and launcher.runs[run_id].status == "finished"
     assert "running" not in launcher.status.value and "queued" not in launcher.status.value

@@ -62,10 +62,18 @@ def input_for(name: str, spec: dict[str, Any]) -> widgets.Widget:
     return widgets.Text(value=_yaml_text(default), placeholder="YAML, e.g. [1, 2] or {a: 1}", **common)
 
 
+def _kernel_choices() -> list[tuple[str, str | None]]:
+    """The installed kernels, after the default: the notebook's own kernelspec."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    names = sorted(KernelSpecManager().find_kernel_specs())
+    return [("notebook's own", None), *((name, name) for name in names)]
+
+
 class RunLauncher(widgets.VBox):
     """A form to run a notebook (or sweep it) with parameters, and follow the runs it started.
 
-    Widgets are exposed for scripting and tests: `inputs[name]`, `experiment`, `run_button`,
+    Widgets are exposed for scripting and tests: `inputs[name]`, `experiment`, `kernel`, `run_button`,
     `sweep_inputs[name]`, `random`, `parallel`, `sweep_button`, `message`, `status`.
     """
 
@@ -75,6 +83,7 @@ class RunLauncher(widgets.VBox):
         experiment: str | None = None,
         ws: Workspace | None = None,
         poll_seconds: float = 1.0,
+        kernel: str | None = None,
     ) -> None:
         from workbench.sweeps import default_parallel
 
@@ -97,6 +106,8 @@ class RunLauncher(widgets.VBox):
         self._initial = {name: widget.value for name, widget in self.inputs.items()}
         self.experiment = widgets.Text(value=experiment or "", description="experiment",
                                        placeholder="default", style={"description_width": "initial"})  # fmt: skip
+        self.kernel = widgets.Dropdown(options=_kernel_choices(), value=kernel, description="kernel",
+                                       style={"description_width": "initial"})  # fmt: skip
         self.run_button = widgets.Button(description="Run", button_style="primary", icon="play")
         self.sweep_inputs = {
             name: widgets.Text(
@@ -121,7 +132,7 @@ class RunLauncher(widgets.VBox):
                                   self.sweep_button])  # fmt: skip
         title = widgets.HTML(f"<b>{html.escape(self.notebook.name)}</b>"
                              + ("" if self.parameters else " <i>(no parameters cell)</i>"))  # fmt: skip
-        super().__init__([title, *self.inputs.values(), self.experiment, self.run_button, sweep_box,
+        super().__init__([title, *self.inputs.values(), self.experiment, self.kernel, self.run_button, sweep_box,
                           self.message, self.status])  # fmt: skip
 
     # ----------------------------------------------------------------------------------------
@@ -164,7 +175,7 @@ class RunLauncher(widgets.VBox):
 
         try:
             started = run(self.notebook, self.params(), experiment=self.experiment.value.strip() or None,
-                          background=True, ws=self.ws)  # fmt: skip
+                          kernel=self.kernel.value, background=True, ws=self.ws)  # fmt: skip
         except WorkbenchError as error:
             self.message.value = error_html(error)
             return None
@@ -197,7 +208,7 @@ class RunLauncher(widgets.VBox):
         try:
             result = sweep(self.notebook, grid, params=fixed, parallel=self.parallel.value,
                            random=self.random.value or None, experiment=self.experiment.value.strip() or None,
-                           on_progress=self._on_progress, ws=self.ws)  # fmt: skip
+                           kernel=self.kernel.value, on_progress=self._on_progress, ws=self.ws)  # fmt: skip
         except Exception as error:  # a thread has nobody to raise to: every failure goes to the widget
             self.message.value = error_html(error)
             return
