@@ -116,7 +116,8 @@ def pipeline_validate_cmd(file: Optional[str] = FileOption, as_json: bool = Json
     if as_json:
         print_json({"file": path, "pipelines": sorted(pipelines)})
     else:
-        console.print(f"[green]OK[/] {path}: {len(pipelines)} pipeline(s): {', '.join(sorted(pipelines))}")
+        names = ", ".join(sorted(pipelines))
+        console.print(f"[green]OK[/] {path}: {len(pipelines)} pipeline(s): {names}", soft_wrap=True)  # paths stay whole
 
 
 @pipeline_app.command("list")
