@@ -9,6 +9,7 @@ local user can read in the process list) protects every endpoint except /health 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import threading
@@ -22,10 +23,13 @@ from typing import Any
 from workbench import audit
 from workbench.catalog import transaction
 from workbench.errors import ValidationError, WorkbenchError
+from workbench.permissions import make_dir, protect
 from workbench.serving.app import Canary, create_app
 from workbench.serving.models import AliasWatcher, ModelSlot, load_version
 from workbench.serving.predlog import PredictionLogger
 from workbench.workspace import Workspace, current_workspace
+
+log = logging.getLogger("workbench.serving")
 
 ENV_TOKEN = "WORKBENCH_SERVE_TOKEN"
 TOKEN_ARGUMENT_WARNING = (
@@ -121,14 +125,14 @@ def build_server(
 @contextmanager
 def _lifecycle(server: Server) -> Iterator[None]:
     """Background helpers, status file and audit entries around the time the server listens."""
+    _audit(server, "serving.started", required=True)  # no unaudited serving: before anything starts
     server.watcher.start()
     if server.logger:
         server.logger.start()
-    folder = serving_dir(server.ws)
-    folder.mkdir(exist_ok=True)
+    folder = make_dir(serving_dir(server.ws))
     status = folder / f"{os.getpid()}-{server.port}.json"
     status.write_text(json.dumps(_status_info(server)))
-    _audit(server, "serving.started")
+    protect(status)
     try:
         yield
     finally:
@@ -136,7 +140,7 @@ def _lifecycle(server: Server) -> Iterator[None]:
         if server.logger:
             server.logger.stop()
         status.unlink(missing_ok=True)
-        _audit(server, "serving.stopped")
+        _audit(server, "serving.stopped", required=False)
 
 
 def _status_info(server: Server) -> dict[str, Any]:
@@ -165,12 +169,21 @@ def _served_version(ws: Workspace, info: dict[str, Any]) -> Any:
     return current or info.get("version")
 
 
-def _audit(server: Server, action: str) -> None:
+def _audit(server: Server, action: str, *, required: bool) -> None:
+    """Every start and stop of a model server is in the audit log.
+
+    A start that cannot be audited (a catalog that stays busy, a full disk) does not happen: the
+    error says why. A stop that cannot be audited is reported on stderr, since the server is
+    stopping anyway and the caller may be in the middle of shutting down.
+    """
     try:
         with transaction(server.ws) as con:
             audit.record(con, action, f"model:{server.ref}", {"url": server.url, "pid": os.getpid()})
-    except Exception:  # auditing must not keep a server from starting or stopping
-        pass
+    except WorkbenchError as exc:
+        if required:
+            raise WorkbenchError(f"Not serving {server.ref}: its audit entry could not be written ({exc.message})",
+                                 exc.hint) from exc  # fmt: skip
+        log.error("The audit entry %s of %s could not be written: %s", action, server.ref, exc.message)
 
 
 def serve(server: Server) -> None:
