@@ -233,3 +233,19 @@ def test_a_server_whose_start_cannot_be_audited_does_not_serve(served, monkeypat
     with wb.serve("wine@production", log_predictions=False):
         pass
     assert "serving.stopped of wine@production could not be written" in caplog.text  # said, not swallowed
+
+
+def test_a_port_in_use_is_a_clear_error_and_nothing_is_audited(served, cli):
+    """It was reported as a validation error ('Is the port in use?') after auditing a start."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        before = len(wb.audit_log(action="serving.started"))
+        proc = cli("serve", "wine@production", "--port", str(port), "--no-log", timeout=60)
+        output = proc.stdout + proc.stderr
+        assert proc.returncode == 2 and f"Cannot listen on 127.0.0.1:{port}" in output, output
+        assert "Traceback" not in output and "--port" in output
+        with pytest.raises(wb.WorkbenchError, match=f"Cannot listen on 127.0.0.1:{port}"):
+            wb.serve("wine@production", port=port, log_predictions=False)
+        assert len(wb.audit_log(action="serving.started")) == before

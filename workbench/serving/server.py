@@ -186,6 +186,26 @@ def _audit(server: Server, action: str, *, required: bool) -> None:
         log.error("The audit entry %s of %s could not be written: %s", action, server.ref, exc.message)
 
 
+class PortInUseError(WorkbenchError):
+    """The address a server should listen on is taken: not a validation error, a busy port."""
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse to start (before auditing a start) when another process already listens there."""
+    if not port:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is fine
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise PortInUseError(
+                f"Cannot listen on {host}:{port}: {exc.strerror or exc}.",
+                "Another process uses that port: choose another with --port, or stop it (find it with 'lsof -i').",
+            ) from exc
+
+
 def serve(server: Server) -> None:
     """Listen until interrupted (blocking)."""
     import signal
@@ -193,6 +213,7 @@ def serve(server: Server) -> None:
 
     import uvicorn
 
+    check_port_free(server.host, server.port)
     config = uvicorn.Config(server.app, host=server.host, port=server.port, log_level="warning", access_log=False)
     # uvicorn shuts down gracefully on SIGTERM, then re-raises it: exit normally so cleanup runs.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -207,6 +228,7 @@ def serving_in_thread(server: Server) -> Iterator[Server]:
 
     import uvicorn
 
+    check_port_free(server.host, server.port)
     config = uvicorn.Config(server.app, host=server.host, port=server.port, log_level="warning", access_log=False)
     uv = uvicorn.Server(config)  # off the main thread uvicorn leaves signal handlers alone
     with _lifecycle(server):
@@ -216,7 +238,7 @@ def serving_in_thread(server: Server) -> Iterator[Server]:
         while not uv.started and thread.is_alive() and time.monotonic() < deadline:
             time.sleep(0.02)
         if not uv.started:
-            raise ValidationError(f"The model server could not listen on {server.url}.", "Is the port in use?")
+            raise WorkbenchError(f"The model server could not listen on {server.url}.", "See the messages above.")
         try:
             yield server
         finally:
