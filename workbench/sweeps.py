@@ -42,7 +42,7 @@ from workbench.runs.launch import check_tags, fast_options
 from workbench.runs.params import coerce_text, read_notebook
 from workbench.runs.runner import CANCEL_FILE, execute_queued, init_worker_process, prepare, queue, reopen
 from workbench.runs.store import get_run
-from workbench.workspace import Workspace, current_workspace
+from workbench.workspace import Workspace, current_workspace, positive_setting
 
 _DISTRIBUTION = re.compile(r"^(uniform|loguniform|randint)\(\s*([^,()]+)\s*,\s*([^,()]+)\s*\)$")
 
@@ -138,31 +138,13 @@ class SweepLimits:
     max_parallel: int
 
 
-def _configured_limit(ws: Workspace, setting: str, env: str, default: int) -> int:
-    """A positive integer from `$env` (wins: one process, e.g. a server), the workspace setting, or `default`."""
-    raw: Any = os.environ.get(env)
-    source = f"${env}"
-    if raw is None or not str(raw).strip():
-        raw, source = ws.setting(setting), f"workspace setting {setting!r}"
-    if raw is None:
-        return default
-    try:
-        value = int(str(raw).strip()) if not isinstance(raw, (bool, float)) else None
-    except ValueError:
-        value = None
-    if value is None or value < 1:
-        raise ValidationError(f"{source} must be a positive whole number, not {raw!r}.",
-                              f"Fix it, or remove it to use the default of {default:,}.")  # fmt: skip
-    return value
-
-
 def sweep_limits(ws: Workspace | None = None) -> SweepLimits:
     """The caps on a sweep: `$WORKBENCH_MAX_SWEEP_RUNS` / setting `max_sweep_runs` (default 1,000
     runs) and `$WORKBENCH_MAX_PARALLEL` / setting `max_parallel` (default 4 x cores)."""
     ws = ws or current_workspace()
     return SweepLimits(
-        max_runs=_configured_limit(ws, "max_sweep_runs", ENV_MAX_SWEEP_RUNS, DEFAULT_MAX_SWEEP_RUNS),
-        max_parallel=_configured_limit(ws, "max_parallel", ENV_MAX_PARALLEL, PARALLEL_PER_CORE * default_parallel()),
+        max_runs=positive_setting(ws, "max_sweep_runs", ENV_MAX_SWEEP_RUNS, DEFAULT_MAX_SWEEP_RUNS),
+        max_parallel=positive_setting(ws, "max_parallel", ENV_MAX_PARALLEL, PARALLEL_PER_CORE * default_parallel()),
     )
 
 
@@ -330,7 +312,7 @@ def check_executor(executor: str, scheduler: str | None) -> None:
 
 def dask_timeout(ws: Workspace) -> int:
     """Seconds to wait for the Dask scheduler: `$WORKBENCH_DASK_TIMEOUT` / setting `dask_connect_timeout` (10)."""
-    return _configured_limit(ws, "dask_connect_timeout", ENV_DASK_TIMEOUT, DEFAULT_DASK_TIMEOUT)
+    return positive_setting(ws, "dask_connect_timeout", ENV_DASK_TIMEOUT, DEFAULT_DASK_TIMEOUT)
 
 
 def connect_dask(scheduler: str, ws: Workspace) -> Any:

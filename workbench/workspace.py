@@ -71,6 +71,33 @@ class Workspace:
         _write_json_atomic(self.config_path, config)
 
 
+def positive_setting(ws: Workspace | None, setting: str, env: str, default: float, kind: type = int) -> Any:
+    """A positive number from `$env` (wins: one process, e.g. a server), the workspace `setting`
+    (when there is a workspace), or `default`; anything else is a ValidationError naming its source.
+
+    `kind=int` takes whole numbers only (2.0 in the JSON settings is refused, not truncated).
+    """
+    import math
+
+    from workbench.errors import ValidationError
+
+    raw: Any = os.environ.get(env)
+    source = f"${env}"
+    if raw is None or not str(raw).strip():
+        raw, source = (ws.setting(setting) if ws is not None else None), f"workspace setting {setting!r}"
+    if raw is None:
+        return default
+    try:
+        value = kind(str(raw).strip()) if not isinstance(raw, bool) else None
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or value <= 0:
+        whole = "a positive whole number" if kind is int else "a positive number"
+        raise ValidationError(f"{source} must be {whole}, not {raw!r}.",
+                              f"Fix it, or remove it to use the default of {default:,g}.")  # fmt: skip
+    return value
+
+
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     from workbench.permissions import protect
 

@@ -27,7 +27,6 @@ server of this socket run by our uid, through psutil's pid-reuse check.
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import sys
@@ -38,7 +37,7 @@ from typing import Any
 
 import psutil
 
-from workbench.errors import WorkbenchError
+from workbench.errors import ValidationError, WorkbenchError
 from workbench.kernels.client import ForkServerUnavailable, request, socket_dir
 from workbench.kernels.forkserver import IDLE_SECONDS
 
@@ -103,32 +102,26 @@ def max_servers() -> int:
 
 
 def _configured(env: str, setting: str, default: float, kind: type) -> Any:
-    """A positive number from `$env` (wins), the current workspace's `setting`, or `default`."""
-    raw: Any = os.environ.get(env)
-    source = f"${env}"
-    if raw is None or not str(raw).strip():
-        raw, source = _workspace_setting(setting), f"workspace setting {setting!r}"
-    if raw is None:
-        return default
+    """`workspace.positive_setting` for the current workspace, if any; an invalid value is a
+    ForkServerSettingError, so runs fall back to normal kernels and say why."""
+    from workbench.workspace import positive_setting
+
     try:
-        value = kind(str(raw).strip()) if not isinstance(raw, bool) else None
-    except ValueError:
-        value = None
-    if value is None or not math.isfinite(value) or value <= 0:
-        whole = "a positive whole number" if kind is int else "a positive number of seconds"
-        raise ForkServerSettingError(f"{source} must be {whole}, not {raw!r}.",
-                                     f"Fix it, or remove it to use the default of {default:g}.")  # fmt: skip
-    return value
+        return positive_setting(_current_workspace(), setting, env, default, kind)
+    except ValidationError as exc:
+        raise ForkServerSettingError(exc.message, exc.hint) from exc
 
 
-def _workspace_setting(key: str) -> Any:
+def _current_workspace() -> Any:
     """Servers are per user, not per workspace: without a (readable) workspace the defaults apply."""
     from workbench.workspace import current_workspace
 
     try:
-        return current_workspace().setting(key)
+        workspace = current_workspace()
+        workspace.config()  # a broken settings file: defaults, as without a workspace
     except (WorkbenchError, OSError):
         return None
+    return workspace
 
 
 def list_servers() -> list[ServerInfo]:
