@@ -34,16 +34,11 @@ from typing import Any
 
 from workbench.errors import ValidationError, WorkbenchError
 from workbench.names import parse_ref
+from workbench.runs.events import now_iso
 from workbench.workspace import Workspace, current_workspace
 
 DEFAULT_WINDOW = 200
 log = logging.getLogger("workbench.guard")
-
-
-def _now_iso() -> str:
-    from datetime import datetime, timezone
-
-    return datetime.now(timezone.utc).isoformat()
 
 
 @dataclass
@@ -241,13 +236,13 @@ class Guard:
         log.warning("guard: %s", decision.summary)
         self.decisions.append(decision)
         self._serving = target
-        self._since[target] = _now_iso()
+        self._since[target] = now_iso()
         return decision
 
     def _now_serving(self, current: int) -> None:
         """The alias moved to `current` (not by this guard): judge it from here on."""
         self._serving = current
-        self._since[current] = _now_iso()
+        self._since[current] = now_iso()
         if current in self.rejected:  # moved back by someone else: their call, judged afresh
             self.window.clear(current)
             why = (f"{self.ref} was moved back to version {current}, which this guard rolled away from; "
