@@ -1,1 +1,4 @@
 import './base.css';
+import './sidebar.css';
+import './runsTable.css';
+import './compare.css';
