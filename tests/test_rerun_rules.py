@@ -1,16 +1,23 @@
 """Reruns that would silently give a wrong answer: a run that never executed (nothing pinned),
-a rerun that passes for a member of the original's sweep, a notebook file that is gone."""
+a rerun that passes for a member of the original's sweep, a notebook file that is gone, code or
+packages that changed since the original ran."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import warnings
+from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import run_cli_in_process
+from conftest import run_cli_in_process, write_notebook
 
 import workbench as wb
+from workbench.runs import environment
+from workbench.runs.events import EVENTS_FILE, run_dir
 from workbench.runs.launch import ReproducibilityWarning, cancel_run
+from workbench.runs.rebuild import rebuild_catalog
 from workbench.runs.runner import execute, prepare, queue, reopen
 
 READS = "import workbench as wb\nrows = len(wb.load_snapshot('tiny'))\nwb.log_metric('rows', rows)\n"
@@ -83,3 +90,79 @@ def test_a_rerun_says_when_the_notebook_file_is_gone(ws, notebook):
     assert any(f"notebook file {nb} no longer exists; rerunning the stored copy" in m for m in messages), messages
     assert again.status == "finished" and again.metrics == {"twice": 4.0}
     assert again.notebook_hash == original.notebook_hash
+
+
+def git(repo: Path, *args: str) -> str:
+    """A git command in `repo` as a fixed author (no user config needed, nothing signed)."""
+    command = ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com", "-c", "commit.gpgsign=false", *args]
+    return subprocess.run(command, cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def record_package_version(ws, run_id: str, package: str, version: str) -> None:
+    """Rewrite the package version in run `run_id`'s recorded environment, as if the run had executed
+    with `version` installed: its start event, then the catalog rebuilt from the run folders (the
+    catalog indexes an event file by what was appended to it, so an edit in place needs a rebuild)."""
+    path = run_dir(ws, run_id) / EVENTS_FILE
+    events = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    for event in events:
+        if event.get("t") == "start":
+            event["packages"][package] = version
+    path.write_text("".join(json.dumps(event) + "\n" for event in events))
+    assert rebuild_catalog(ws)["runs_recovered"] == 1
+
+
+def reproducibility_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
+    return [str(w.message) for w in caught if issubclass(w.category, ReproducibilityWarning)]
+
+
+@pytest.mark.slow
+def test_a_rerun_warns_when_the_commit_and_the_packages_changed_since_the_original(ws, tmp_path, capsys):
+    repo = tmp_path / "project"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    nb = write_notebook(repo / "square.ipynb", "x = 3", "import workbench as wb\nwb.log_metric('sq', x * x)")
+    git(repo, "add", "square.ipynb")
+    git(repo, "commit", "-q", "-m", "the notebook")
+    old_commit = git(repo, "rev-parse", "HEAD")
+    original = wb.run(nb)
+    assert original.status == "finished" and original.git_commit == old_commit
+
+    (repo / "helpers.py").write_text("SCALE = 2\n")  # the code moves on; the notebook itself does not change
+    git(repo, "add", "helpers.py")
+    git(repo, "commit", "-q", "-m", "a helper")
+    new_commit = git(repo, "rev-parse", "HEAD")
+    installed = environment.packages()["pandas"]
+    record_package_version(ws, original.run_id, "pandas", "1.0.0")
+    assert wb.get_run(original.run_id).packages["pandas"] == "1.0.0"
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again = wb.rerun(original.run_id)
+
+    messages = reproducibility_warnings(caught)
+    code = f"Code is at commit {new_commit[:10]}, the original ran at {old_commit[:10]}."
+    packages = f"Package versions differ from the original run: pandas 1.0.0 -> {installed}"
+    assert messages == [code, packages]  # nothing about the notebook: its content is unchanged
+    assert again.status == "finished" and again.metrics == {"sq": 9.0} and again.git_commit == new_commit
+
+    shown = run_cli_in_process(capsys, "rerun", original.run_id)
+    assert shown.returncode == 0, shown
+    assert f"Warning: {code}" in shown.stderr and f"Warning: {packages}" in shown.stderr
+
+
+@pytest.mark.slow
+def test_a_rerun_on_the_same_commit_and_packages_does_not_warn(ws, tmp_path):
+    repo = tmp_path / "project"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    nb = write_notebook(repo / "same.ipynb", "x = 1", "import workbench as wb\nwb.log_metric('x', x)")
+    git(repo, "add", "same.ipynb")
+    git(repo, "commit", "-q", "-m", "the notebook")
+    original = wb.run(nb)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again = wb.rerun(original.run_id)
+
+    assert reproducibility_warnings(caught) == []
+    assert again.git_commit == original.git_commit and again.packages == original.packages

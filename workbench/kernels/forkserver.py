@@ -40,6 +40,7 @@ import threading
 import time
 from typing import Any
 
+from workbench.kernels.private_api import run_exit_functions, stop_control_thread
 from workbench.kernels.protocol import peer_uid, read_message, send_message
 
 #: Default idle time before a server exits; the client passes the configured one (`servers.idle_seconds`).
@@ -117,7 +118,7 @@ def _child(request: dict[str, Any]) -> None:
         app = IPKernelApp.instance()
         app.initialize(list(request["argv"]))
         app.start()
-        _stop_control_thread(app)
+        stop_control_thread(app)  # before ipykernel's exit-time close(): see private_api
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 0
@@ -127,9 +128,7 @@ def _child(request: dict[str, Any]) -> None:
         traceback.print_exc()
     finally:
         with contextlib.suppress(Exception):
-            import atexit
-
-            atexit._run_exitfuncs()  # e.g. workbench.tracking's final flush
+            run_exit_functions()  # os._exit skips atexit: e.g. workbench.tracking's final flush
         with contextlib.suppress(Exception):
             sys.stdout.flush()
             sys.stderr.flush()
@@ -150,22 +149,6 @@ def _kernel_sys_path() -> None:
         return
     site = [i for i, entry in enumerate(sys.path) if os.path.basename(entry) in ("site-packages", "dist-packages")]
     sys.path.insert(site[0] if site else 0, "")
-
-
-def _stop_control_thread(app: Any) -> None:
-    """Let the control thread finish its last message before ipykernel's exit-time `close()`.
-
-    `close()` stops the IOPub thread first and then joins the control thread. The control thread
-    may still be finishing the shutdown request, whose last step flushes stdout *through* the IOPub
-    thread and waits for it: with IOPub gone that wait only ends when the kernel manager loses
-    patience and sends SIGTERM, about 3 s later (measured: 1 run in 8 of a sweep). Stopping and
-    joining the control thread while IOPub still runs lets that flush complete.
-    """
-    control = getattr(app, "control_thread", None)
-    if control is not None and control.is_alive():
-        with contextlib.suppress(Exception):
-            control.stop()
-            control.join(timeout=2.0)
 
 
 def _fresh_random_state() -> None:

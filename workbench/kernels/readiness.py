@@ -17,7 +17,6 @@ user; the runner retries once on a plain kernel).
 
 from __future__ import annotations
 
-import os
 import time
 from queue import Empty
 from typing import Any
@@ -27,6 +26,7 @@ import zmq.asyncio
 from jupyter_client.asynchronous import AsyncKernelClient
 
 from workbench.errors import WorkbenchError
+from workbench.kernels.private_api import ClientContextOverride, adopt_kernel_info
 
 SILENCE_S = 0.2  # jupyter_client's own drain timeout, kept as the fallback
 RECONNECT_MS = 10
@@ -40,23 +40,25 @@ class KernelStartError(WorkbenchError, RuntimeError):
 
 
 def kernel_start_timeout() -> float:
-    """How long a started kernel may take to answer: `WORKBENCH_KERNEL_START_TIMEOUT`, else 120 s."""
-    raw = os.environ.get(ENV_START_TIMEOUT, "")
-    try:
-        value = float(raw) if raw else KERNEL_START_TIMEOUT
-    except ValueError:
-        value = KERNEL_START_TIMEOUT
-    return value if value > 0 else KERNEL_START_TIMEOUT
+    """How long a started kernel may take to answer: `$WORKBENCH_KERNEL_START_TIMEOUT` (seconds), else 120 s.
+
+    Read with the shared `workspace.positive_setting`, so a value that is not a positive number
+    ("abc", "-1", "0") is a ValidationError naming the variable, not silently the default: a typo
+    would otherwise only show when a slow kernel failed after 120 s. There is no workspace setting
+    for it (no workspace is passed).
+    """
+    from workbench.workspace import positive_setting
+
+    return float(positive_setting(None, "kernel_start_timeout", ENV_START_TIMEOUT, KERNEL_START_TIMEOUT, float))
 
 
-class ReadyKernelClient(AsyncKernelClient):
+class ReadyKernelClient(ClientContextOverride, AsyncKernelClient):
     """An AsyncKernelClient whose `wait_for_ready` returns as soon as the kernel is idle."""
 
-    def _context_default(self) -> zmq.asyncio.Context:
+    def new_context(self) -> zmq.asyncio.Context:
         """Its own context (as jupyter_client's), whose sockets retry a refused connection after
         10 ms instead of ZeroMQ's 100 ms: the client connects before a new kernel has bound its
         ports, and the first retry was most of the wait for a fork-server kernel (measured)."""
-        self._created_context = True
         context = zmq.asyncio.Context()
         context.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
         return context
@@ -72,7 +74,7 @@ class ReadyKernelClient(AsyncKernelClient):
                 except Empty:
                     pass  # IOPub not connected yet: ask again
                 else:
-                    self._handle_kernel_info_reply(reply)
+                    adopt_kernel_info(self, reply)
                     if not _is_idle_for(first, request_id):
                         await self._sync_iopub()
                     return
