@@ -2,14 +2,15 @@
 
 Used for runs started from the JupyterLab UI or `workbench run --background`: the caller
 returns at once and the run lives in its own process (its own session, so closing a terminal
-does not kill it). SIGTERM cancels the run cleanly (see `runner.init_worker_process`).
+does not kill it). SIGTERM cancels the run cleanly (see `runs.cancellation.init_worker_process`).
 """
 
 from __future__ import annotations
 
 import sys
 
-from workbench.runs.runner import execute_queued, init_worker_process
+from workbench.runs.cancellation import init_worker_process
+from workbench.runs.runner import execute_queued
 
 
 def main(argv: list[str]) -> int:
