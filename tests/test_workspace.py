@@ -137,6 +137,27 @@ def test_public_function_not_hidden_by_submodule(ws):
     assert callable(wb.snapshots)
 
 
+def test_aliased_subpackages_are_modules_and_call_their_function(ws, wine_frame):
+    """`wb.runs`, `wb.models`, `wb.snapshots`, `wb.compare` are the packages (submodules import
+    as usual) and calling one calls the function with the unambiguous name."""
+    import importlib
+    import sys
+    import types
+
+    import workbench.models
+
+    assert workbench.models.registry is sys.modules["workbench.models.registry"]
+    wb.snapshot("wine", wine_frame)
+    for alias, function in [("runs", "search_runs"), ("models", "list_models"), ("snapshots", "list_snapshots"),
+                            ("compare", "compare_runs")]:  # fmt: skip
+        package = getattr(wb, alias)
+        assert isinstance(package, types.ModuleType) and package is importlib.import_module(f"workbench.{alias}")
+        assert callable(package) and callable(getattr(wb, function))
+    assert wb.models() == wb.list_models() == []
+    assert list(wb.snapshots()["ref"]) == list(wb.list_snapshots()["ref"]) == ["wine@1"]
+    assert wb.runs().equals(wb.search_runs())
+
+
 def test_init_from_a_subfolder_joins_the_project_workspace(tmp_path, monkeypatch):
     monkeypatch.delenv("WORKBENCH_HOME", raising=False)
     monkeypatch.chdir(tmp_path)

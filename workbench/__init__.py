@@ -9,6 +9,13 @@
 
 The public API is re-exported here lazily (so `import workbench` stays fast); each name lives
 in exactly one module, listed in `_EXPORTS`.
+
+Four documented names are also subpackages: `wb.runs`, `wb.models`, `wb.snapshots` and
+`wb.compare`. They stay the modules Python makes them (`import workbench.models` then
+`workbench.models.registry` works as anywhere else), and calling one is an alias of the function
+with the unambiguous name (`_ALIASES`): `wb.runs(...)` is `wb.search_runs(...)`, `wb.models()`
+is `wb.list_models()`, `wb.snapshots()` is `wb.list_snapshots()`, `wb.compare(...)` is
+`wb.compare_runs(...)`.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ _EXPORTS: dict[str, str] = {
     "NotFoundError": "workbench.errors:NotFoundError",
     # snapshots
     "snapshot": "workbench.api:snapshot",
-    "snapshots": "workbench.api:snapshots",
+    "list_snapshots": "workbench.api:list_snapshots",
     "get_snapshot": "workbench.snapshots.store:get",
     "load_snapshot": "workbench.api:load_snapshot",
     "diff_snapshots": "workbench.snapshots.differ:diff",
@@ -44,13 +51,13 @@ _EXPORTS: dict[str, str] = {
     "cancel_run": "workbench.runs.launch:cancel_run",
     "sweep": "workbench.sweeps:sweep",
     "get_run": "workbench.runs.store:get_run",
-    "runs": "workbench.runs.query:runs",
+    "search_runs": "workbench.runs.query:runs",
     "metric_history": "workbench.runs.store:metric_history",
     "load_artifact": "workbench.runs.store:load_artifact",
     "artifact_path": "workbench.runs.store:artifact_path",
     "notebook_parameters": "workbench.runs.params:notebook_parameters",
     # comparing runs
-    "compare": "workbench.compare:compare",
+    "compare_runs": "workbench.compare:compare",
     "metric_vs_param": "workbench.compare:metric_vs_param",
     "parallel_coordinates": "workbench.compare:parallel_coordinates",
     "step_curves": "workbench.compare:step_curves",
@@ -75,7 +82,7 @@ _EXPORTS: dict[str, str] = {
     "rollback": "workbench.models.registry:rollback",
     "set_alias": "workbench.models.registry:set_alias",
     "set_gates": "workbench.models.registry:set_gates",
-    "models": "workbench.models.registry:list_models",
+    "list_models": "workbench.models.registry:list_models",
     "get_model": "workbench.models.registry:get_model",
     "get_model_version": "workbench.models.registry:get_version",
     "load_model": "workbench.models.registry:load",
@@ -95,10 +102,22 @@ _EXPORTS: dict[str, str] = {
     "audit_log": "workbench.audit:entries",
 }
 
-__all__ = sorted(_EXPORTS)
+#: subpackage that is also a documented function alias -> the public name calling it runs
+_ALIASES: dict[str, str] = {
+    "runs": "search_runs",
+    "models": "list_models",
+    "snapshots": "list_snapshots",
+    "compare": "compare_runs",
+}
+
+__all__ = sorted([*_EXPORTS, *_ALIASES])
 
 
 def __getattr__(name: str) -> Any:
+    if name in _ALIASES:
+        package = importlib.import_module(f"{__name__}.{name}")
+        setattr(sys.modules[__name__], name, package)  # makes it callable (the import usually has)
+        return package
     target = _EXPORTS.get(name)
     if target is None:
         raise AttributeError(f"module 'workbench' has no attribute {name!r}")
@@ -110,23 +129,34 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+    return sorted(set(globals()) | set(_EXPORTS) | set(_ALIASES))
 
 
-class _PublicModule(types.ModuleType):
-    """Keeps public functions reachable when a submodule has the same name.
+class _CallablePackage(types.ModuleType):
+    """A subpackage whose name is also a documented function: calling it calls that function.
 
-    Importing `workbench.snapshots` (a package) makes Python set `workbench.snapshots` to the
-    module, which would hide the public function `wb.snapshots()`. Internal code imports
-    submodules with `from workbench.x import y`, which goes through `sys.modules`, so
-    dropping that attribute assignment loses nothing.
+    It stays the module in every other respect (attributes, submodules, `sys.modules`), so code
+    that imports `workbench.runs.query` and users who call `wb.runs(...)` both get what they expect.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        function = getattr(sys.modules[__name__], _ALIASES[self.__name__.rpartition(".")[2]])
+        return function(*args, **kwargs)
+
+
+class _Workbench(types.ModuleType):
+    """Makes the aliased subpackages callable as Python binds them to this package.
+
+    Whoever imports one first (internal code, `import workbench.models`, or `wb.models` through
+    `__getattr__`), the import system then sets the attribute here; this is the one moment every
+    path goes through, so the module is made callable before anyone can see it. Nothing is hidden
+    or replaced: the attribute is the module itself.
     """
 
     def __setattr__(self, name: str, value: Any) -> None:
-        target = _EXPORTS.get(name)
-        if isinstance(value, types.ModuleType) and target and ":" in target:
-            return
+        if name in _ALIASES and type(value) is types.ModuleType and value.__name__ == f"{__name__}.{name}":
+            value.__class__ = _CallablePackage
         super().__setattr__(name, value)
 
 
-sys.modules[__name__].__class__ = _PublicModule
+sys.modules[__name__].__class__ = _Workbench

@@ -44,8 +44,13 @@ def snapshot(
     return store.register(name, data, sql=sql, description=description, expectations=expect)
 
 
-def snapshots(name: str | None = None, all_versions: bool = False) -> pd.DataFrame:
-    """A table of registered snapshots (latest version per name unless `all_versions`)."""
+def list_snapshots(name: str | None = None, all_versions: bool = False) -> pd.DataFrame:
+    """A table of registered snapshots (latest version per name unless `all_versions`).
+
+    Public as `wb.list_snapshots`; `wb.snapshots(...)` is its documented alias (the name is also
+    the `workbench.snapshots` package). `workbench.snapshots.list_snapshots` gives the `Snapshot`
+    objects this table is made from.
+    """
     rows = [
         {
             "ref": s.ref,

@@ -17,9 +17,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from workbench import blobs
 from workbench.errors import ValidationError, WorkbenchError
 from workbench.names import validate_name
+from workbench.runs import artifacts
 from workbench.runs.events import ENV_PINS, ENV_RUN_ID, Heartbeat, now_iso, run_dir
 from workbench.runs.ids import check_run_id
 from workbench.runs.ingest import writer_for
@@ -28,7 +28,6 @@ from workbench.workspace import current_workspace
 
 ENV_EXPERIMENT = "WORKBENCH_EXPERIMENT"
 KEY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-/]{0,127}$")
-ARTIFACT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*)*$")
 
 _lock = threading.Lock()
 _active: _ActiveRun | None = None
@@ -171,62 +170,37 @@ def set_tag(key: str, value: Any) -> None:
     active_run().record.writer.emit("tag", key=_key(key, "tag"), value=str(value))
 
 
-def _artifact_name(name: str) -> str:
-    if not isinstance(name, str) or len(name) > 255 or not ARTIFACT_NAME.match(name) or ".." in name.split("/"):
-        raise ValidationError(
-            f"Invalid artifact name {name!r}.",
-            "Use a relative name like 'plots/roc.png' (no '..', no absolute paths).",
-        )
-    return name
+def _emit(event: str, /, **fields: Any) -> None:
+    """Append to the active run, resolved only once the blob is stored (as every log call does)."""
+    active_run().record.writer.emit(event, **fields)
 
 
 def _emit_artifact(name: str, kind: str, blob_id: str, meta: dict[str, Any] | None = None) -> str:
-    ws = current_workspace()
-    size = blobs.blob_path(ws, blob_id).stat().st_size
-    run = active_run()
-    run.record.writer.emit("artifact", name=name, kind=kind, blob=blob_id, size=size, meta=meta, at=now_iso())
-    return blob_id
+    """Record an already stored blob as an artifact of the active run."""
+    return artifacts.record(current_workspace(), _emit, name, kind, blob_id, meta)
 
 
 def log_artifact(path: str | os.PathLike[str], name: str | None = None) -> str:
     """Store a file with the run (content-addressed); returns its blob id."""
-    source = Path(path)
-    if source.is_symlink():
-        raise ValidationError(f"{source} is a symbolic link.", "Log the file it points to instead.")
-    if not source.is_file():
-        raise ValidationError(f"Artifact file not found: {source}.", "Check the path.")
-    artifact = _artifact_name(name or source.name)
-    ws = current_workspace()
-    return _emit_artifact(artifact, "file", blobs.put_file(ws, source, _extension(source)))
-
-
-def _extension(path: Path) -> str:
-    suffix = path.suffix.lower()
-    return suffix if re.fullmatch(r"\.[a-z0-9]{1,12}", suffix) else ""
+    return artifacts.write_file(current_workspace(), _emit, Path(path), name)
 
 
 def log_text(text: str, name: str) -> str:
-    ws = current_workspace()
-    return _emit_artifact(_artifact_name(name), "text", blobs.put_bytes(ws, text.encode(), ".txt"))
+    return artifacts.write_text(current_workspace(), _emit, name, text)
 
 
 def log_figure(fig: Any, name: str) -> str:
     """Store a plotly figure (JSON, renderable later in notebooks, reports and the extension)."""
-    if not hasattr(fig, "to_json"):
-        raise ValidationError(f"log_figure expects a plotly Figure, got {type(fig).__name__}.")
-    ws = current_workspace()
-    blob_id = blobs.put_bytes(ws, fig.to_json().encode(), ".json")
-    return _emit_artifact(_artifact_name(name), "figure", blob_id, {"format": "plotly"})
+    return artifacts.write_figure(current_workspace(), _emit, name, fig)
 
 
 def log_model(model: Any, name: str, sample: Any = None) -> str:
     """Store a scikit-learn model with skops, plus the input schema taken from `sample`."""
     from workbench.models.serialization import dump_model
 
-    validate_name(name, "model name")
+    validate_name(name, "model name")  # before serializing: a bad name should not cost a dump
     data, meta = dump_model(model, sample)
-    ws = current_workspace()
-    return _emit_artifact(name, "model", blobs.put_bytes(ws, data, ".skops"), meta)
+    return artifacts.write_model(current_workspace(), _emit, name, data, meta)
 
 
 def record_input(name: str, version: int) -> None:

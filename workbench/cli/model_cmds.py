@@ -180,13 +180,13 @@ def serve_cmd(
     no_log: bool = typer.Option(False, "--no-log", help="Do not log predictions."),
 ) -> None:
     """Serve a registered model over HTTP: POST /predict, GET /health, /metadata, /metrics."""
-    from workbench.serving.server import build_server, serve
+    from workbench.serving.server import build_server, serve_forever
 
     server = build_server(ref, host=host, port=port, canary=canary, token=serving_token(token, token_file),
                           log_predictions=not no_log, docs=docs, ws=workspace())  # fmt: skip
     current = server.slot.current.version
     console.print(f"Serving [bold]{current.ref}[/] ({ref}) on {server.url} — POST {server.url}/predict; Ctrl+C stops.")
-    serve(server)
+    serve_forever(server)
 
 
 @app.command("monitor")

@@ -15,9 +15,10 @@ from typing import Any
 
 import pandas as pd
 
-from workbench import audit, blobs, markdown
+from workbench import audit, markdown
 from workbench.catalog import transaction
 from workbench.errors import InvalidNameError, NotFoundError, ValidationError
+from workbench.runs import artifacts
 from workbench.runs.events import now_iso
 from workbench.runs.ids import check_run_id
 from workbench.runs.ingest import ingest_runs, writer_for
@@ -144,6 +145,8 @@ class RunAppender:
 
     Metrics added this way can decide promotion gates, so the block's result is audited
     (`<action>` on `run:<id>` with the metrics and artifacts) in the transaction that indexes it.
+    Artifacts are stored and described by `workbench.runs.artifacts`, exactly as `wb.log_text` /
+    `wb.log_figure` store them, so a card or the extension cannot tell the two apart.
     """
 
     def __init__(self, ws: Workspace, run_id: str, action: str) -> None:
@@ -155,18 +158,15 @@ class RunAppender:
     def metric(self, key: str, value: float) -> None:
         self._events.append(("metric", {"key": key, "value": float(value), "step": None, "at": now_iso()}))
 
-    def _artifact(self, name: str, kind: str, blob_id: str, meta: dict[str, Any] | None) -> str:
-        size = blobs.blob_path(self.ws, blob_id).stat().st_size
-        self._events.append(("artifact", {"name": name, "kind": kind, "blob": blob_id, "size": size, "meta": meta,
-                                          "at": now_iso()}))  # fmt: skip
-        return blob_id
+    def _hold(self, event: str, /, **fields: Any) -> None:
+        """Where `artifacts` records an event: held until the block succeeds."""
+        self._events.append((event, fields))
 
     def figure(self, name: str, fig: Any) -> str:
-        blob_id = blobs.put_bytes(self.ws, fig.to_json().encode(), ".json")
-        return self._artifact(name, "figure", blob_id, {"format": "plotly"})
+        return artifacts.write_figure(self.ws, self._hold, name, fig)
 
     def text(self, name: str, text: str) -> str:
-        return self._artifact(name, "text", blobs.put_bytes(self.ws, text.encode(), ".txt"), None)
+        return artifacts.write_text(self.ws, self._hold, name, text)
 
     def __enter__(self) -> RunAppender:
         return self

@@ -343,7 +343,7 @@ def serve_guarded(ref: str, policy: GuardPolicy, *, window: int = DEFAULT_WINDOW
                   on_decision: Callable[[Decision], None] | None = None) -> None:  # fmt: skip
     """`workbench guard`: serve `ref` (an alias) with a guard in the same process (blocking);
     `token` as for `build_server` (WORKBENCH_SERVE_TOKEN when not given)."""
-    from workbench.serving.server import build_server, serve
+    from workbench.serving.server import build_server, serve_forever
 
     ws = ws or current_workspace()
     server = build_server(ref, host=host, port=port, token=token, ws=ws)
@@ -357,7 +357,7 @@ def serve_guarded(ref: str, policy: GuardPolicy, *, window: int = DEFAULT_WINDOW
 
     threading.Thread(target=loop, name="workbench-guard", daemon=True).start()
     try:
-        serve(server)
+        serve_forever(server)
     finally:
         guard.stop()
 

@@ -1,4 +1,4 @@
-"""The run filter language: tokenizer, syntax tree, recursive-descent parser, order-by specs.
+"""The run filter language: its parser, for filters and order-by specs.
 
 Users write filters such as ``metrics.rmse < 0.3 and params.depth >= 5`` in notebooks, the CLI
 and the UI, so the language is parsed here by a hand-written tokenizer and recursive-descent
@@ -14,21 +14,31 @@ Semantics, chosen to match what people expect from MLflow-style filters:
   strings compare with the text form of the value (``params.depth = '5'`` matches ``5``);
 * ``= null`` means ``is null`` and ``!= null`` means ``is not null``; ``is null`` holds when the
   key is absent or its value is null.
+
+The tokenizer is in `workbench.runs.filter_tokens` and the syntax tree (with the fields a filter
+may name) in `workbench.runs.filter_tree`; their public names are re-exported here.
 """
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Union
+from typing import Any
 
 from workbench.errors import ValidationError
-
-# --------------------------------------------------------------------------------------------
-# Tokens
+from workbench.runs.filter_tokens import COMPARISONS, KEYWORDS, ParseError, Token, near, tokenize
+from workbench.runs.filter_tree import (
+    COLUMNS,
+    BoolOp,
+    Compare,
+    Field,
+    Node,
+    Not,
+    OrderKey,
+    field_from_segments,
+    to_float,
+    to_time,
+    value_kind,
+)
 
 #: Longest filter accepted: keeps parsing, SQL size and DuckDB's expression depth bounded.
 MAX_FILTER_LENGTH = 10_000
@@ -50,212 +60,6 @@ ORDER_HINT = (
     "['params.depth asc', 'created_at desc']."
 )
 
-KEYWORDS = frozenset({"and", "or", "not", "like", "ilike", "in", "is", "null", "true", "false"})
-COMPARISONS = ("<=", ">=", "<>", "!=", "==", "=", "<", ">")
-_OPERATOR_RUN = re.compile(r"[<>=!]+")
-_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
-_BARE_SEGMENT = re.compile(r"[A-Za-z0-9_\-/]+")
-_WORD_START = re.compile(r"[A-Za-z_`]")
-_KEY_CHAR = re.compile(r"[A-Za-z0-9_\-./`]")
-
-
-@dataclass(frozen=True)
-class Token:
-    kind: str  # "field" | "kw" | "op" | "num" | "str" | "(" | ")" | "," | "end"
-    text: str  # source text, for messages
-    pos: int  # 0-based offset in the filter
-    value: Any = None  # keyword name, operator, float, str, or list of (segment, quoted) for fields
-
-
-class _Error(Exception):
-    """Internal: a parse error at a position; turned into a ValidationError by `parse_filter`."""
-
-    def __init__(self, pos: int, near: str, expected: str) -> None:
-        super().__init__(expected)
-        self.pos, self.near, self.expected = pos, near, expected
-
-
-def _near(text: str, pos: int) -> str:
-    rest = text[pos:].strip()
-    if not rest:
-        return "end of filter"
-    snippet = rest.split()[0] if rest.split() else rest
-    return snippet[:20] + ("..." if len(snippet) > 20 else "")
-
-
-def tokenize(text: str) -> list[Token]:
-    """Split a filter into tokens; raises `_Error` at the first character that fits nothing."""
-    tokens: list[Token] = []
-    i, n = 0, len(text)
-    while i < n:
-        ch = text[i]
-        if ch.isspace():
-            i += 1
-        elif ch in "(),":
-            tokens.append(Token(ch, ch, i))
-            i += 1
-        elif ch in "<>=!":
-            op = _OPERATOR_RUN.match(text, i).group()
-            if op not in COMPARISONS:
-                raise _Error(i, op, "an operator such as = != <> < <= > >=")
-            tokens.append(Token("op", op, i, "!=" if op == "<>" else "=" if op == "==" else op))
-            i += len(op)
-        elif ch in "'\"":
-            j, chars = i + 1, []
-            while True:
-                if j >= n:
-                    raise _Error(i, _near(text, i), f"a closing {ch} to end the string")
-                c = text[j]
-                if c == "\\" and j + 1 < n and text[j + 1] in f"\\{ch}":
-                    chars.append(text[j + 1])
-                    j += 2
-                elif c == ch:
-                    if j + 1 < n and text[j + 1] == ch:  # doubled quote: SQL-style escape
-                        chars.append(ch)
-                        j += 2
-                    else:
-                        j += 1
-                        break
-                else:
-                    chars.append(c)
-                    j += 1
-            tokens.append(Token("str", text[i:j], i, "".join(chars)))
-            i = j
-        elif ch.isdigit() or (ch in "+-." and i + 1 < n and (text[i + 1].isdigit() or text[i + 1] == ".")):
-            match = _NUMBER.match(text, i)
-            if match is None or (match.end() < n and _KEY_CHAR.match(text[match.end()])):
-                raise _Error(i, _near(text, i), "a number")
-            number = float(match.group())
-            if math.isinf(number):
-                raise _Error(i, _near(text, i), "a number that fits in a double")
-            tokens.append(Token("num", match.group(), i, number))
-            i = match.end()
-        elif _WORD_START.match(ch):
-            i = _read_word(text, i, tokens)
-        else:
-            raise _Error(i, _near(text, i), "a field, value, operator or parenthesis")
-    tokens.append(Token("end", "", n))
-    return tokens
-
-
-def _read_word(text: str, start: int, tokens: list[Token]) -> int:
-    """A keyword or a dotted field path whose segments are bare or `backtick-quoted`."""
-    segments: list[tuple[str, bool]] = []
-    i, n = start, len(text)
-    while True:
-        if i < n and text[i] == "`":
-            end = text.find("`", i + 1)
-            if end < 0:
-                raise _Error(i, _near(text, i), "a closing backtick for the quoted key")
-            if end == i + 1:
-                raise _Error(i, _near(text, i), "a non-empty key between the backticks")
-            segments.append((text[i + 1 : end], True))
-            i = end + 1
-        else:
-            match = _BARE_SEGMENT.match(text, i)
-            if match is None:
-                raise _Error(i, _near(text, i), "a field name")
-            segments.append((match.group(), False))
-            i = match.end()
-        if i < n and text[i] == "." and i + 1 < n and (text[i + 1] == "`" or _BARE_SEGMENT.match(text, i + 1)):
-            i += 1
-            continue
-        if i < n and (text[i] == "." or text[i] == "`"):
-            raise _Error(i, _near(text, start), "a key after the dot")
-        break
-    word = text[start:i]
-    if len(segments) == 1 and not segments[0][1] and word.lower() in KEYWORDS:
-        tokens.append(Token("kw", word, start, word.lower()))
-    else:
-        tokens.append(Token("field", word, start, segments))
-    return i
-
-
-# --------------------------------------------------------------------------------------------
-# Syntax tree
-
-
-@dataclass(frozen=True)
-class Field:
-    """A filterable / sortable field: a run column, or a key of params / metrics / tags."""
-
-    source: str  # "column" | "params" | "metrics" | "tags"
-    name: str  # column name, or the key
-    agg: str = "last"  # metrics only: last | min | max
-
-    @property
-    def label(self) -> str:
-        if self.source == "column":
-            return self.name
-        suffix = f".{self.agg}" if self.source == "metrics" and self.agg != "last" else ""
-        return f"{self.source}.{self.name}{suffix}"
-
-
-@dataclass(frozen=True)
-class Compare:
-    field: Field
-    op: str  # = != < <= > >= like ilike in isnull
-    values: tuple[Any, ...] = ()  # float | str | bool
-    negate: bool = False  # not like / not in / is not null
-
-
-@dataclass(frozen=True)
-class BoolOp:
-    op: str  # and | or
-    items: tuple[Node, ...]
-
-
-@dataclass(frozen=True)
-class Not:
-    item: Node
-
-
-Node = Union[Compare, BoolOp, Not]
-
-#: Run columns a filter may name -> (SQL column, type)
-COLUMNS: dict[str, tuple[str, str]] = {
-    "status": ("status", "text"),
-    "experiment": ("experiment", "text"),
-    "run_id": ("run_id", "text"),
-    "kind": ("kind", "text"),
-    "sweep_id": ("sweep_id", "text"),
-    "parent_run_id": ("parent_run_id", "text"),
-    "notebook": ("notebook", "text"),
-    "duration": ("duration_s", "number"),
-    "duration_s": ("duration_s", "number"),
-    "created_at": ("created_at", "time"),
-    "started_at": ("started_at", "time"),
-    "ended_at": ("ended_at", "time"),
-}
-_NAMESPACES = {"params": "params", "param": "params", "metrics": "metrics", "metric": "metrics",
-               "tags": "tags", "tag": "tags"}  # fmt: skip
-_AGGS = ("last", "min", "max")
-
-
-def field_from_segments(segments: list[tuple[str, bool]]) -> Field | str:
-    """A Field, or a message saying what is wrong with the path."""
-    head, head_quoted = segments[0]
-    namespace = head.lower()
-    if head_quoted:
-        return "a field such as params.<key>, metrics.<key>, tags.<key> or a run column"
-    if namespace == "attributes" and len(segments) == 2 and not segments[1][1]:
-        namespace, segments = segments[1][0].lower(), segments[1:]
-    if len(segments) == 1:
-        if namespace in COLUMNS:
-            return Field("column", namespace)
-        if namespace in _NAMESPACES:
-            return f"a key after '{head}.'"
-        return f"a known field (unknown field '{head}'; run columns are {', '.join(sorted(COLUMNS))})"
-    if namespace not in _NAMESPACES:
-        return f"a field starting with params., metrics. or tags. (not '{head}.')"
-    source = _NAMESPACES[namespace]
-    rest = segments[1:]
-    agg = "last"
-    if source == "metrics" and len(rest) > 1 and not rest[-1][1] and rest[-1][0].lower() in _AGGS:
-        agg = rest[-1][0].lower()
-        rest = rest[:-1]
-    return Field(source, ".".join(s for s, _ in rest), agg)
-
 
 class _Parser:
     """Recursive descent over the token list; each method consumes one grammar rule."""
@@ -267,9 +71,9 @@ class _Parser:
     def tok(self) -> Token:
         return self.tokens[self.i]
 
-    def fail(self, expected: str, token: Token | None = None) -> _Error:
+    def fail(self, expected: str, token: Token | None = None) -> ParseError:
         token = token or self.tok
-        return _Error(token.pos, _near(self.text, token.pos) if token.kind != "end" else "end of filter", expected)
+        return ParseError(token.pos, near(self.text, token.pos) if token.kind != "end" else "end of filter", expected)
 
     def is_kw(self, *names: str) -> bool:
         return self.tok.kind == "kw" and self.tok.value in names
@@ -399,7 +203,7 @@ class _Parser:
 
     def check(self, node: Compare, token: Token) -> Compare:
         """Type rules that depend on the field: reported at the value, like syntax errors."""
-        kind = _value_kind(node.field)
+        kind = value_kind(node.field)
         for value in node.values:
             if isinstance(value, bool):
                 if node.op not in ("=", "!=", "in") or kind in ("number", "time"):
@@ -419,36 +223,7 @@ class _Parser:
         return node
 
 
-def _value_kind(fld: Field) -> str:
-    if fld.source == "metrics":
-        return "number"
-    if fld.source == "column":
-        return COLUMNS[fld.name][1]
-    return fld.source  # params | tags: both numbers and text
-
-
-def to_float(value: str) -> float | None:
-    """A filter value as a number, or None when it is not one (text compares as text)."""
-    text = value.strip()
-    if not _NUMBER.fullmatch(text):
-        return None
-    number = float(text)
-    return None if math.isinf(number) else number
-
-
-def to_time(value: str) -> datetime | None:
-    """A quoted ISO timestamp as an aware datetime (UTC when no offset is given), or None."""
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
-
-
-def _invalid(text: str, error: _Error, what: str = "filter", hint: str = FILTER_HINT) -> ValidationError:
+def _invalid(text: str, error: ParseError, what: str = "filter", hint: str = FILTER_HINT) -> ValidationError:
     return ValidationError(
         f"Invalid {what} {text!r} at position {error.pos + 1} near {error.near!r}: expected {error.expected}.",
         hint,
@@ -476,14 +251,8 @@ def parse_filter(text: str) -> Node | None:
         if tokens[0].kind == "end":
             return None
         return _Parser(text, tokens).parse()
-    except _Error as error:
+    except ParseError as error:
         raise _invalid(text, error) from None
-
-
-@dataclass(frozen=True)
-class OrderKey:
-    field: Field
-    descending: bool
 
 
 def parse_order(spec: str | list[str] | tuple[str, ...] | None) -> list[OrderKey]:
@@ -500,10 +269,10 @@ def parse_order(spec: str | list[str] | tuple[str, ...] | None) -> list[OrderKey
         try:
             tokens = tokenize(text)
             if tokens[0].kind != "field":
-                raise _Error(tokens[0].pos, _near(text, tokens[0].pos), "a field such as metrics.rmse or created_at")
+                raise ParseError(tokens[0].pos, near(text, tokens[0].pos), "a field such as metrics.rmse or created_at")
             found = field_from_segments(tokens[0].value)
             if isinstance(found, str):
-                raise _Error(0, _near(text, 0), found)
+                raise ParseError(0, near(text, 0), found)
             descending = False
             index = 1
             direction = tokens[1]
@@ -511,8 +280,33 @@ def parse_order(spec: str | list[str] | tuple[str, ...] | None) -> list[OrderKey
                 descending = direction.text.lower() == "desc"
                 index = 2
             if tokens[index].kind != "end":
-                raise _Error(tokens[index].pos, _near(text, tokens[index].pos), "'asc', 'desc' or the end")
-        except _Error as error:
+                raise ParseError(tokens[index].pos, near(text, tokens[index].pos), "'asc', 'desc' or the end")
+        except ParseError as error:
             raise _invalid(text, error, "order_by", ORDER_HINT) from None
         keys.append(OrderKey(found, descending))
     return keys
+
+
+__all__ = [
+    "COLUMNS",
+    "COMPARISONS",
+    "FILTER_HINT",
+    "KEYWORDS",
+    "MAX_DEPTH",
+    "MAX_FILTER_LENGTH",
+    "MAX_PREDICATES",
+    "ORDER_HINT",
+    "BoolOp",
+    "Compare",
+    "Field",
+    "Node",
+    "Not",
+    "OrderKey",
+    "Token",
+    "field_from_segments",
+    "parse_filter",
+    "parse_order",
+    "to_float",
+    "to_time",
+    "tokenize",
+]

@@ -1,5 +1,11 @@
 """Running a model server: `workbench serve NAME[@alias|@version]` and `wb.serve(...)`.
 
+Both build the server with `build_server` and differ only in where it listens:
+`serve_forever` blocks in the foreground until interrupted (the CLI, `workbench guard`), while
+`serve_in_background` (public as `wb.serve`) runs it in a thread of this process (a notebook)
+through `serving_in_thread`. The names say which one blocks, so `wb.serve` is never confused
+with the blocking call.
+
 Binds to 127.0.0.1 unless told otherwise. While it runs, a status file in
 `serving/<pid>.json` says what it serves where (the JupyterLab Models section shows it); start
 and stop are audited. A token (`WORKBENCH_SERVE_TOKEN`, `--token-file`, or `--token`, which every
@@ -206,8 +212,8 @@ def check_port_free(host: str, port: int) -> None:
             ) from exc
 
 
-def serve(server: Server) -> None:
-    """Listen until interrupted (blocking)."""
+def serve_forever(server: Server) -> None:
+    """Listen in the foreground until interrupted (blocking; SIGTERM ends it cleanly)."""
     import signal
     import sys
 
