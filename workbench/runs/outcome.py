@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench import blobs
-from workbench.runs.events import now_iso
+from workbench.runs import artifacts
 from workbench.runs.lifecycle import RunRecord
 from workbench.workspace import Workspace
 
@@ -50,9 +50,7 @@ def record_outcome(ws: Workspace, record: RunRecord, folder: Path, status: str, 
     output_blob = blobs.put_file(ws, output_path, ".ipynb") if output_path.is_file() else None
     for path in (stdout_path, stderr_path):
         if path.is_file() and path.stat().st_size:
-            blob_id = blobs.put_file(ws, path, ".txt")
-            record.writer.emit("artifact", name=path.stem, kind="text", blob=blob_id,
-                               size=path.stat().st_size, meta=None, at=now_iso())  # fmt: skip
+            artifacts.record(ws, record.writer.emit, path.stem, "text", blobs.put_file(ws, path, ".txt"))
     record.end(status, error, output_blob)
     finish_writing(record, index)
 
