@@ -361,7 +361,7 @@ def test_executed_run_views_explain_the_run(lab: dict[str, Any]) -> None:
     finished = lab["run_ids"][0]  # lr = 0.1, loss and accuracy logged, no executed notebook kept
     with browser_page(lab["url"]) as page:
         page.click(base.SIDEBAR_TAB)
-        page.click(f'.wb-Run[data-run-id="{failed["run_id"]}"] td:nth-child(3)')
+        page.click(f'.wb-Run[data-run-id="{failed["run_id"]}"] .wb-Run-id')
         view = f"#workbench-run-notebook-{failed['run_id']} .wb-NotebookView"
         header = page.wait_for_selector(f"{view} .wb-RunHeader-error")
         assert "ValueError: boom 42" in header.inner_text()
@@ -378,7 +378,7 @@ def test_executed_run_views_explain_the_run(lab: dict[str, Any]) -> None:
         assert source.evaluate(coloured), source.inner_html()
         page.screenshot(path=str(SHOTS / "workbench-lab-failed-run.png"))
 
-        page.click(f'.wb-Run[data-run-id="{finished}"] td:nth-child(3)')
+        page.click(f'.wb-Run[data-run-id="{finished}"] .wb-Run-id')
         view = f"#workbench-run-notebook-{finished} .wb-NotebookView"
         title = page.wait_for_selector(f"{view} .wb-RunHeader-title")
         assert "finished" in title.inner_text()

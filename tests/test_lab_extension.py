@@ -167,10 +167,12 @@ def test_sidebar_and_compare(lab: dict[str, Any], tmp_path: Path) -> None:
             schema = page.wait_for_selector(".wb-Schema", timeout=10_000)
             assert "id" in schema.inner_text() and "x" in schema.inner_text()
 
-            # Runs: the three runs with their params and metrics.
+            # Runs: the three runs, one line each (status, id, key metric), the rest in their tooltips.
             page.wait_for_function("document.querySelectorAll('.wb-Run').length === 3", timeout=15_000)
             runs_text = page.inner_text(".wb-Runs")
-            assert "browser" in runs_text and "finished" in runs_text and "lr" in runs_text and "loss" in runs_text
+            assert "finished" in runs_text and "accuracy" in runs_text, runs_text
+            tooltip = page.get_attribute(f'.wb-Run[data-run-id="{lab["run_ids"][0]}"]', "title")
+            assert "browser" in tooltip and "lr=0.1" in tooltip and "loss=" in tooltip, tooltip
 
             # Models: the registry's list (or its explicit absence) and the serving status.
             models = page.wait_for_selector(".wb-Section-models .wb-Section-body > *", timeout=10_000)

@@ -83,11 +83,11 @@ def test_run_as_experiment_from_a_notebook(lab: dict[str, Any]) -> None:
             page.wait_for_selector(f'{row}[data-status="finished"]', timeout=60_000)
         except Exception:
             raise AssertionError(f"run {run_id} did not finish: {api(lab, f'runs/{run_id}')}") from None
-        row_text = page.inner_text(row)
-        assert "flows" in row_text and "0.5" in row_text, row_text
+        row_text = page.inner_text(row) + "\n" + page.get_attribute(row, "title")  # one line, the rest in its tooltip
+        assert "flows" in row_text and "lr=0.5" in row_text, row_text
 
         # A click on the finished run opens its executed notebook, read-only.
-        page.click(f"{row} td:nth-child(3)")
+        page.click(f"{row} .wb-Run-id")
         view = f"#workbench-run-notebook-{run_id} .wb-NotebookView"
         banner = page.wait_for_selector(f"{view} .wb-NotebookView-banner", timeout=15_000)
         assert "read-only" in banner.inner_text()

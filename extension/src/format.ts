@@ -12,6 +12,21 @@ export function formatValue(value: any, missing = ''): string {
   return typeof value === 'string' ? value : JSON.stringify(value);
 }
 
+/**
+ * A metric in a one-line list: at most four significant digits without trailing zeros
+ * (`0.973`, `12.35`, `1200`), integers as they are, exponents only for very small or large values.
+ */
+export function formatMetric(value: any, missing = '—'): string {
+  if (typeof value !== 'number') {
+    return formatValue(value, missing);
+  }
+  if (Number.isInteger(value) || !Number.isFinite(value)) {
+    return String(value);
+  }
+  const short = String(Number(value.toPrecision(4)));
+  return short.length > 9 ? value.toExponential(2) : short;
+}
+
 /** A run's duration the way people say it: `0.8 s`, `42 s`, `3 min 5 s`, `2 h 4 min`. */
 export function formatDuration(seconds: number | null | undefined): string {
   if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) {

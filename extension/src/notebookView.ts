@@ -9,7 +9,8 @@
  *
  * A header says what the run was before the cells do: a failed run's exception, failing cell and
  * traceback (the first thing a person looks for); a finished run's params, key metrics and
- * duration.
+ * duration. The traceback is shown once, there: the failing cell keeps its other outputs and,
+ * in place of the traceback, a line that leads back to it.
  */
 import { MainAreaWidget } from '@jupyterlab/apputils';
 import { IEditorLanguageRegistry, jupyterHighlightStyle } from '@jupyterlab/codemirror';
@@ -27,6 +28,11 @@ const HEADER_METRICS = 6;
 /** Papermill's "An exception was encountered" marker cell: the header says it better. */
 const PAPERMILL_ERROR_TAG = 'papermill-error-cell-tag';
 const ANSI = /\x1b\[[0-9;]*[A-Za-z]/g;
+
+/** The cells the view shows: papermill's error marker cells left out (the header says it better). */
+function visibleCells(nb: any): any[] {
+  return (nb?.cells ?? []).filter((cell: any) => !(cell.metadata?.tags ?? []).includes(PAPERMILL_ERROR_TAG));
+}
 
 /** nbformat keeps multi-line text as a list of lines; one string is what renderers expect. */
 function joinLines(value: string | string[] | undefined): string {
@@ -108,16 +114,21 @@ export class ExecutedNotebookView extends Panel {
 
   private header: Widget;
   private failingCell: HTMLElement | null = null;
+  /** The header shows the run's traceback: the failing cell does not repeat it. */
+  private tracebackInHeader = false;
 
   private async load(): Promise<void> {
     const [run, nb] = await Promise.allSettled([
       requestAPI<IRunDetail>(`runs/${encodeURIComponent(this.runId)}`),
       requestAPI<any>(`runs/${encodeURIComponent(this.runId)}/notebook`)
     ]);
+    const detail = run.status === 'fulfilled' ? run.value : null;
+    const cells: any[] = nb.status === 'fulfilled' ? visibleCells(nb.value) : [];
+    const failedAt = this.failingIndex(cells, detail);
     this.header.node.textContent = '';
-    if (run.status === 'fulfilled') {
-      this.renderHeader(run.value);
-    } else {
+    if (detail) {
+      this.renderHeader(detail, failedAt >= 0 ? cells[failedAt] : null);
+    } else if (run.status === 'rejected') {
       this.header.node.appendChild(el('div', 'wb-Error', `Cannot read run ${this.runId}: ${errorText(run.reason)}`));
     }
     if (nb.status === 'rejected') {
@@ -126,10 +137,10 @@ export class ExecutedNotebookView extends Panel {
     }
     const banner = el('div', 'wb-NotebookView-banner', `Executed notebook of run ${this.runId} (read-only)`);
     this.header.node.appendChild(banner);
-    await this.renderCells(nb.value, run.status === 'fulfilled' ? run.value : null);
+    await this.renderCells(nb.value, cells, failedAt);
   }
 
-  private renderHeader(run: IRunDetail): void {
+  private renderHeader(run: IRunDetail, failingCell: any | null): void {
     const node = this.header.node;
     node.dataset.status = run.status;
     const title = el('div', 'wb-RunHeader-title');
@@ -139,7 +150,7 @@ export class ExecutedNotebookView extends Panel {
     title.append(el('span', `wb-Status wb-Status-${run.status}`, run.status), el('span', 'wb-RunHeader-id', run.run_id), about);
     node.appendChild(title);
     if (run.error) {
-      node.appendChild(this.errorSection(run.error));
+      node.appendChild(this.errorSection(run.error, failingCell));
     }
     const params = Object.entries(run.params ?? {});
     if (params.length) {
@@ -151,41 +162,69 @@ export class ExecutedNotebookView extends Panel {
     }
   }
 
-  private errorSection(error: NonNullable<IRunDetail['error']>): HTMLElement {
+  /**
+   * The exception (once: the traceback below it leaves out its own last line, the same text),
+   * a link to the failing cell with the cell's first line, and the traceback.
+   */
+  private errorSection(error: NonNullable<IRunDetail['error']>, failingCell: any | null): HTMLElement {
     const box = el('div', 'wb-RunHeader-error');
     box.setAttribute('role', 'alert');
     const name = error.ename ?? 'Error';
-    box.appendChild(el('div', 'wb-RunHeader-exception', error.evalue ? `${name}: ${error.evalue}` : name));
+    const exception = error.evalue ? `${name}: ${error.evalue}` : name;
+    box.appendChild(el('div', 'wb-RunHeader-exception', exception));
     const where = el('div', 'wb-RunHeader-where');
-    if (error.exec_count !== null && error.exec_count !== undefined) {
-      const link = el('button', 'wb-Link', `in cell [${error.exec_count}]`);
+    const count = error.exec_count ?? failingCell?.execution_count;
+    if (count !== null && count !== undefined) {
+      const link = el('button', 'wb-Link', `in cell [${count}]`);
+      link.type = 'button';
       link.title = 'Scroll to the failing cell';
-      link.onclick = () => this.failingCell?.scrollIntoView({ block: 'center' });
+      link.onclick = () => this.revealFailingCell();
       where.appendChild(link);
+      const firstLine = joinLines(failingCell?.source).split('\n').find(line => line.trim()) ?? '';
+      if (firstLine) {
+        const code = el('code', 'wb-RunHeader-cellLine', firstLine.length > 80 ? `${firstLine.slice(0, 79)}…` : firstLine);
+        code.title = joinLines(failingCell?.source);
+        where.append(document.createTextNode(' '), code);
+      }
     } else if (error.cell_index === null || error.cell_index === undefined) {
       where.textContent = 'before any cell ran (e.g. the kernel did not start or died)';
     }
     box.appendChild(where);
-    const traceback = (error.traceback ?? []).map(line => line.replace(ANSI, '').replace(/\n$/, '')).join('\n');
+    const lines = (error.traceback ?? []).map(line => line.replace(ANSI, '').replace(/\n$/, ''));
+    if (lines.length > 1 && lines[lines.length - 1].trim() === exception.trim()) {
+      lines.pop(); // the exception line, shown just above
+    }
+    const traceback = lines.join('\n');
     if (traceback.trim()) {
       const details = el('details', 'wb-RunHeader-traceback');
       details.open = true;
       details.append(el('summary', '', 'Traceback'), el('pre', '', traceback));
       box.appendChild(details);
+      this.tracebackInHeader = true;
     }
     return box;
   }
 
-  private async renderCells(nb: any, run: IRunDetail | null): Promise<void> {
-    const language = nb.metadata?.language_info?.name ?? nb.metadata?.kernelspec?.language ?? 'python';
-    const cells: any[] = (nb.cells ?? []).filter(
-      (cell: any) => !(cell.metadata?.tags ?? []).includes(PAPERMILL_ERROR_TAG)
+  /** Scroll to the failing cell and flash its marker so the eye finds it. */
+  private revealFailingCell(): void {
+    const cell = this.failingCell;
+    if (!cell) {
+      return;
+    }
+    cell.scrollIntoView({ block: 'center' });
+    cell.animate?.(
+      [{ backgroundColor: 'var(--wb-tint-error)' }, { backgroundColor: 'transparent' }],
+      { duration: 1200, easing: 'ease-out' }
     );
-    const failedAt = this.failingIndex(cells, run);
+  }
+
+  private async renderCells(nb: any, cells: any[], failedAt: number): Promise<void> {
+    const language = nb.metadata?.language_info?.name ?? nb.metadata?.kernelspec?.language ?? 'python';
     ensureHighlightStyle();
     for (const [index, cell] of cells.entries()) {
-      const widget = await this.renderCell(cell, language);
-      if (index === failedAt) {
+      const failed = index === failedAt;
+      const widget = await this.renderCell(cell, language, failed && this.tracebackInHeader);
+      if (failed) {
         widget.addClass('wb-mod-failed');
         this.failingCell = widget.node;
       }
@@ -193,19 +232,36 @@ export class ExecutedNotebookView extends Panel {
     }
   }
 
-  /** The cell that raised: the one with an error output (its index survives papermill's marker cells). */
-  private failingIndex(cells: any[], run: IRunDetail | null): number {
-    const withError = cells.findIndex(cell =>
-      (cell.outputs ?? []).some((output: any) => output.output_type === 'error')
-    );
-    if (withError >= 0 || !run?.error) {
-      return withError;
-    }
-    const count = run.error.exec_count;
-    return count === null || count === undefined ? -1 : cells.findIndex(cell => cell.execution_count === count);
+  /** In the failing cell, in place of the traceback the header shows: what was raised, and a way back up. */
+  private errorNote(outputs: any[]): HTMLElement {
+    const error = outputs.find(output => output?.output_type === 'error');
+    const note = el('div', 'wb-Error wb-NotebookView-errorNote');
+    note.appendChild(document.createTextNode(`✗ ${error?.ename ?? 'An exception'} was raised in this cell · `));
+    const link = el('button', 'wb-Link', 'traceback at the top');
+    link.type = 'button';
+    link.title = 'Scroll to the error and its traceback';
+    link.onclick = () => this.header.node.scrollIntoView({ block: 'start' });
+    note.appendChild(link);
+    return note;
   }
 
-  private async renderCell(cell: any, language: string): Promise<Widget> {
+  /**
+   * The cell that raised: the run's failing cell by execution count, else the one with an error
+   * output (indexes counted without papermill's marker cells). None for a run that did not fail.
+   */
+  private failingIndex(cells: any[], run: IRunDetail | null): number {
+    if (run && !run.error) {
+      return -1;
+    }
+    const count = run?.error?.exec_count;
+    const byCount = count === null || count === undefined ? -1 : cells.findIndex(cell => cell.execution_count === count);
+    if (byCount >= 0) {
+      return byCount;
+    }
+    return cells.findIndex(cell => (cell.outputs ?? []).some((output: any) => output.output_type === 'error'));
+  }
+
+  private async renderCell(cell: any, language: string, tracebackShownAbove = false): Promise<Widget> {
     const box = new Panel();
     box.addClass('wb-NotebookView-cell');
     box.addClass(`wb-mod-${cell.cell_type}`);
@@ -230,11 +286,16 @@ export class ExecutedNotebookView extends Panel {
     if (tags.length) {
       box.node.dataset.tags = tags.join(' ');
     }
-    if (cell.cell_type === 'code' && (cell.outputs ?? []).length) {
-      const model = new OutputAreaModel({ values: cell.outputs.map(normalizeOutput), trusted: false });
+    const outputs: any[] = cell.cell_type === 'code' ? cell.outputs ?? [] : [];
+    const shown = tracebackShownAbove ? outputs.filter(output => output?.output_type !== 'error') : outputs;
+    if (shown.length) {
+      const model = new OutputAreaModel({ values: shown.map(normalizeOutput), trusted: false });
       const area = new OutputArea({ model, rendermime: this.rendermime });
       area.addClass('wb-NotebookView-outputs');
       box.addWidget(area);
+    }
+    if (tracebackShownAbove) {
+      box.addWidget(new Widget({ node: this.errorNote(outputs) }));
     }
     return box;
   }
