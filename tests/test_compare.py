@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from workbench.errors import NotFoundError, ValidationError
+from workbench.errors import InvalidNameError, NotFoundError, ValidationError
 
 cmp = importlib.import_module("workbench.compare")  # the module: `wb.compare` is the function
 
@@ -88,7 +88,8 @@ def test_runs_frame_from_query_runs(sweep_runs):
 
     frame = runs(experiment="e", filter="params.lr >= 0.1", order_by="params.lr")
     fig = cmp.metric_bars(frame, "loss")
-    assert set(fig.data[0].x) == set(sweep_runs[1:])
+    assert set(fig.data[0].customdata) == set(sweep_runs[1:])
+    assert set(fig.data[0].y) == {"lr=0.1, model=rf", "lr=0.5, model=gb", "lr=1, model=gb"}  # labels of these runs
 
 
 def test_metric_vs_param_numeric_and_colored(sweep_runs, frame):
@@ -97,11 +98,12 @@ def test_metric_vs_param_numeric_and_colored(sweep_runs, frame):
     (trace,) = fig.data
     assert list(trace.x) == [0.01, 0.1, 0.5, 1.0]
     assert list(trace.y) == [0.7, 0.5, 0.3, 0.2]
-    assert list(trace.text) == sweep_runs
+    assert list(trace.customdata) == sweep_runs  # the run id in the hover text, the label beside it
+    assert list(trace.text) == ["lr=0.01, model=rf", "lr=0.1, model=rf", "lr=0.5, model=gb", "lr=1, model=gb"]
     colored = cmp.metric_vs_param(frame, "metrics.loss", "params.lr", color="model")
     assert sorted(t.name for t in colored.data) == ["model=gb", "model=rf"]
     gb = next(t for t in colored.data if t.name == "model=gb")
-    assert list(gb.text) == sweep_runs[2:]
+    assert list(gb.customdata) == sweep_runs[2:]
     scaled = cmp.metric_vs_param(frame, "loss", "lr", color="acc")
     assert list(scaled.data[0].marker.color) == [0.6, 0.7, 0.8, 0.9]
 
@@ -129,7 +131,8 @@ def test_parallel_coordinates_encodes_categories(sweep_runs, frame):
 
 def test_step_curves_one_line_per_run(sweep_runs, frame):
     fig = cmp.step_curves(frame, "loss")
-    assert [t.name for t in fig.data] == sweep_runs
+    assert [t.name for t in fig.data] == ["lr=0.01, model=rf", "lr=0.1, model=rf", "lr=0.5, model=gb", "lr=1, model=gb"]
+    assert [t.meta for t in fig.data] == sweep_runs and "%{meta}" in fig.data[0].hovertemplate
     assert {t.mode for t in fig.data} == {"lines+markers"} and fig.layout.showlegend is not False
     assert list(fig.data[2].x) == [0, 1, 2]
     assert list(fig.data[2].y) == [0.7, 0.4, 0.3]
@@ -142,7 +145,8 @@ def test_step_curves_of_many_runs_are_plain_lines_in_run_order(tmp_path):
     count = cmp.MANY_CURVES + 5
     ids = [make_run(ws, {"i": i}, [1.0 / (i + step + 1) for step in range(4)]) for i in range(count)]
     fig = cmp.step_curves(ids[::-1], "loss", ws=ws)
-    assert [t.name for t in fig.data] == ids[::-1]
+    assert [t.meta for t in fig.data] == ids[::-1]
+    assert [t.name for t in fig.data] == [f"i={i}" for i in range(count)][::-1]
     assert list(fig.data[-1].x) == [0, 1, 2, 3]
     assert list(fig.data[-1].y) == [1.0, 0.5, 1 / 3, 0.25]
     assert {t.mode for t in fig.data} == {"lines"} and fig.layout.showlegend is False
@@ -150,10 +154,12 @@ def test_step_curves_of_many_runs_are_plain_lines_in_run_order(tmp_path):
 
 def test_metric_bars_sorted(sweep_runs, frame):
     fig = cmp.metric_bars(frame, "loss")
-    assert list(fig.data[0].x) == sweep_runs[::-1]
-    assert list(fig.data[0].y) == [0.2, 0.3, 0.5, 0.7]
+    assert list(fig.data[0].customdata) == sweep_runs[::-1]
+    assert list(fig.data[0].y) == ["lr=1, model=gb", "lr=0.5, model=gb", "lr=0.1, model=rf", "lr=0.01, model=rf"]
+    assert list(fig.data[0].x) == [0.2, 0.3, 0.5, 0.7]
+    assert fig.layout.yaxis.autorange == "reversed"  # the first (best) run on top
     descending = cmp.metric_bars(frame, "acc", ascending=False)
-    assert list(descending.data[0].y) == [0.9, 0.8, 0.7, 0.6]
+    assert list(descending.data[0].x) == [0.9, 0.8, 0.7, 0.6]
 
 
 def test_param_importance(sweep_runs, frame):
@@ -252,3 +258,90 @@ def test_errors(sweep_runs, frame):
         cmp.compare(42)
     with pytest.raises(NotFoundError, match="No run 20000101-000000-00000000"):
         cmp.compare([*sweep_runs, "20000101-000000-00000000"])
+
+
+# --------------------------------------------------------------------------------------------
+# Reading at a glance: labels, default metric, which figures, axis ranges, table first
+
+
+def test_runs_are_labelled_by_the_params_that_differ(sweep_runs, frame):
+    labels = cmp.run_labels(frame)
+    assert labels == dict(zip(sweep_runs, ["lr=0.01, model=rf", "lr=0.1, model=rf", "lr=0.5, model=gb",
+                                           "lr=1, model=gb"], strict=True))  # fmt: skip
+    result = cmp.compare(frame, metric="loss")
+    assert result.labels == labels
+    header = result.table_html().split("</thead>")[0]
+    for run_id, label in labels.items():  # the label shows, the run id is the header's tooltip
+        assert f'<th title="run {run_id}">{label}</th>' in header
+    dims = [d.label for d in result.figures["parallel_coordinates"].data[0].dimensions]
+    assert dims == ["lr", "model", "loss"]  # the same params that label the runs, no run ids
+
+
+def test_run_labels_are_unique_and_fall_back_to_a_short_id(ws):
+    same_a, same_b, other = make_runs(ws, [({"lr": 0.1, "d": 3}, [0.5]), ({"lr": 0.1, "d": 3}, [0.4]),
+                                           ({"lr": 0.2, "d": 3}, [0.3])])  # fmt: skip
+    labels = cmp.run_labels(cmp.runs_frame([same_a, same_b, other], ws=ws))
+    assert labels[other] == "lr=0.2"  # d is the same everywhere: not in the label
+    assert labels[same_a] == f"lr=0.1 ({same_a[-8:]})" and labels[same_b] == f"lr=0.1 ({same_b[-8:]})"
+    assert len(set(labels.values())) == 3
+    alike = cmp.run_labels(cmp.runs_frame([same_a, same_b], ws=ws))
+    assert alike == {same_a: same_a[-8:], same_b: same_b[-8:]}  # nothing differs: the short ids
+    fig = cmp.compare([same_a, same_b, other], ws=ws).figures["metric_bars"]
+    assert set(fig.data[0].y) == set(labels.values()) and "run %{customdata}" in fig.data[0].hovertemplate
+
+
+def test_default_metric_prefers_one_with_a_step_history(ws):
+    # every run has the single-point metrics `acc` and `aaa`; only one run logged `loss` over steps
+    ids = [make_run(ws, {"lr": 0.1}, [0.5, 0.4, 0.3], extra={"acc": 0.9, "aaa": 1.0}),
+           make_run(ws, {"lr": 0.2}, [], extra={"acc": 0.8, "aaa": 2.0})]  # fmt: skip
+    result = cmp.compare(ids)
+    assert result.metric == "loss"
+    assert "step_curves" in result.figures
+    single = [make_run(ws, {"lr": 0.1}, [], extra={"b": 1.0, "a": 2.0}),
+              make_run(ws, {"lr": 0.2}, [], extra={"b": 1.5})]  # fmt: skip
+    assert cmp.compare(single).metric == "b"  # no history anywhere: the metric most runs have
+
+
+def test_no_step_chart_when_every_run_has_one_step(ws):
+    ids = make_runs(ws, [({"lr": 0.1}, [0.5]), ({"lr": 0.2}, [0.4]), ({"lr": 0.3}, [0.45])])
+    result = cmp.compare(ids, metric="loss")
+    assert "step_curves" not in result.figures
+    assert "metric_bars" in result.figures and "parallel_coordinates" in result.figures
+
+
+def test_metric_axis_shows_small_differences(ws):
+    ids = make_runs(ws, [({"lr": 0.1}, [0.98]), ({"lr": 0.2}, [1.0])])
+    fig = cmp.compare(ids, metric="loss").figures["metric_bars"]
+    low, high = fig.layout.xaxis.range
+    assert 0.9 < low < 0.98 and 1.0 < high < 1.1  # not from 0: the 0.02 gap fills the chart
+    assert list(fig.data[0].x) == [0.98, 1.0]
+    equal = cmp.metric_bars(make_runs(ws, [({"lr": 0.1}, [2.0]), ({"lr": 0.2}, [2.0])]), "loss")
+    assert equal.layout.xaxis.range[0] < 2.0 < equal.layout.xaxis.range[1]
+
+
+def test_table_comes_before_the_figures(sweep_runs, frame, tmp_path):
+    result = cmp.compare(frame, metric="loss")
+    report = result.to_html(tmp_path / "report.html").read_text()
+    assert report.index('class="wb-compare-table"') < report.index('class="plotly-graph-div"')
+    assert "position: sticky" in report  # the first column stays while the table scrolls sideways
+    inline = result._repr_html_()
+    assert inline.index("<table") < inline.index('class="plotly-graph-div"')
+    bundles = result.mimebundles()
+    assert "<table" in bundles[0]["text/html"] and all("application/vnd.plotly.v1+json" in b for b in bundles[1:])
+
+
+def test_runs_by_id_is_a_parameterised_lookup(sweep_runs, monkeypatch):
+    from workbench.runs import query
+
+    def no_filter_strings(*args, **kwargs):
+        raise AssertionError("runs are looked up by id, not through a filter string")
+
+    monkeypatch.setattr(query, "runs", no_filter_strings)
+    frame = query.runs_by_id([sweep_runs[2], sweep_runs[0], "20000101-000000-00000000", sweep_runs[2]])
+    assert list(frame["run_id"]) == [sweep_runs[2], sweep_runs[0]]  # order kept, unknown left out
+    assert frame["params.lr"].tolist() == [0.5, 0.01] and frame["metrics.loss"].tolist() == [0.3, 0.7]
+    assert list(cmp.runs_frame(sweep_runs[::-1])["run_id"]) == sweep_runs[::-1]
+    assert query.runs_by_id([]).empty
+    with pytest.raises(InvalidNameError, match="Invalid run id"):
+        query.runs_by_id(["x') or 1=1 --"])
+    assert query.metric_point_counts(sweep_runs) == {"acc": 1, "loss": 3}

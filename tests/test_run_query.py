@@ -14,7 +14,7 @@ from workbench.errors import ValidationError
 from workbench.runs.filters import BoolOp, Compare, Field, Not, parse_filter, parse_order
 from workbench.runs.ingest import ingest_runs
 from workbench.runs.lifecycle import create_run
-from workbench.runs.query import build_select, runs
+from workbench.runs.query import build_select, experiments_summary, runs
 
 # ------------------------------------------------------------------------------------------
 # Parsing
@@ -367,6 +367,14 @@ def test_empty_result_has_base_columns(ws_dozen, dozen) -> None:
     assert frame.empty
     assert list(frame.columns) == ["run_id", "experiment", "status", "created_at", "duration_s", "notebook",
                                    "sweep_id", "parent_run_id", "inputs"]  # fmt: skip
+
+
+def test_experiments_summary_counts_runs_per_experiment(ws_dozen, dozen) -> None:
+    summary = experiments_summary(ws=ws_dozen)
+    counts = {row["name"]: (row["runs"], row["finished"], row["active"], row["failed"]) for row in summary}
+    assert counts == {"iris": (6, 5, 0, 1), "wine": (6, 6, 0, 0)}
+    assert [row["name"] for row in summary] == ["iris", "wine"]
+    assert all(row["last_run_at"] is not None for row in summary)
 
 
 def test_injection_attempts_are_just_values(ws_dozen, dozen) -> None:

@@ -144,9 +144,9 @@ def test_aliased_subpackages_are_modules_and_call_their_function(ws, wine_frame)
     import sys
     import types
 
-    import workbench.models
+    import workbench.models.registry
 
-    assert workbench.models.registry is sys.modules["workbench.models.registry"]
+    assert workbench.models.registry is sys.modules["workbench.models.registry"]  # not shadowed by a function
     wb.snapshot("wine", wine_frame)
     for alias, function in [("runs", "search_runs"), ("models", "list_models"), ("snapshots", "list_snapshots"),
                             ("compare", "compare_runs")]:  # fmt: skip

@@ -1,6 +1,9 @@
 /**
- * The Compare tab: plotly charts from GET compare plus a params/metrics table of the selected
- * runs in which the values that differ between runs stand out.
+ * The Compare tab: a params/metrics table of the selected runs in which the values that differ
+ * between runs stand out, then plotly charts from GET compare. Runs are named by their labels
+ * (the params that differ between them, `lr=0.1`); run ids are in tooltips and hover texts.
+ *
+ * The table comes first and scrolls inside its own panel, its name column kept in view.
  *
  * plotly.js is large, so it is loaded on first use (a separate webpack chunk) rather than with
  * JupyterLab's start-up bundle. Charts take the JupyterLab theme's colours when drawn and again
@@ -10,6 +13,7 @@ import { MainAreaWidget } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 
 import { errorText, requestAPI } from './api';
+import { el } from './dom';
 import { formatValue } from './format';
 import { workbenchIcon } from './icons';
 import { chartAxes, plotlyThemeUpdate, themedLayout } from './theme';
@@ -19,13 +23,31 @@ interface ICompareResponse {
   metric: string | null;
   /** experiment and status of each run */
   runs: { run_id: string; experiment: string; status: string }[];
+  /** run id -> label: the params that differ between the runs (`lr=0.1, depth=3`) */
+  labels?: Record<string, string>;
   /** one row per key (params.x / metrics.y / tags.z): a value per run id, and `differs` */
   table: Record<string, any>[];
   figures: Record<string, { data: any[]; layout: any }>;
 }
 
-/** Ids named in the header; beyond that, "and N more" (all of them are in its tooltip). */
-const HEADER_IDS = 8;
+/** Differing params named in the header; beyond that, "and N more". */
+const HEADER_PARAMS = 6;
+
+/** The table's row groups, in order: the prefix of the keys, and the group's heading. */
+const GROUPS: [string, string][] = [
+  ['params.', 'Parameters'],
+  ['metrics.', 'Metrics'],
+  ['tags.', 'Tags']
+];
+
+/** A table cell's text: numbers with up to six significant digits (so 0.98 and 0.9801 differ). */
+function cellText(value: any): string {
+  if (typeof value === 'number' && !Number.isInteger(value) && Number.isFinite(value)) {
+    const short = String(Number(value.toPrecision(6)));
+    return short.length > 12 ? value.toExponential(4) : short;
+  }
+  return formatValue(value, '—');
+}
 
 let plotlyPromise: Promise<any> | null = null;
 
@@ -77,13 +99,10 @@ export class CompareView extends Widget {
   ) {
     super();
     this.addClass('wb-CompareView');
-    this.header = document.createElement('div');
-    this.header.className = 'wb-CompareView-header';
-    this.charts = document.createElement('div');
-    this.charts.className = 'wb-CompareView-charts';
-    this.table = document.createElement('div');
-    this.table.className = 'wb-CompareView-table';
-    this.node.append(this.header, this.charts, this.table);
+    this.header = el('div', 'wb-CompareView-header');
+    this.table = el('div', 'wb-CompareView-table');
+    this.charts = el('div', 'wb-CompareView-charts');
+    this.node.append(this.header, this.table, this.charts);
     liveViews.add(this);
     void this.load();
   }
@@ -111,25 +130,32 @@ export class CompareView extends Widget {
 
   private async load(): Promise<void> {
     this.header.textContent = `Comparing ${this.runIds.length} runs…`;
-    // One request brings the charts, the table and the metric list: the table is drawn right
-    // after the first chart, so the view is useful before the heavier charts are done.
+    // One request brings the table, the charts and the metric list: the table (first on the
+    // page) is drawn as soon as the answer is in, the charts after it one at a time.
     await this.renderCharts(result => {
       const metrics = result.table
         .map(row => String(row.key))
         .filter(key => key.startsWith('metrics.'))
         .map(key => key.slice(8));
-      this.renderHeader(metrics);
+      this.renderHeader(result, metrics);
       this.renderTable(result);
     });
   }
 
-  private renderHeader(metrics: string[]): void {
+  private renderHeader(result: ICompareResponse, metrics: string[]): void {
     this.header.textContent = '';
-    const title = document.createElement('span');
-    const shown = this.runIds.slice(0, HEADER_IDS).join(', ');
-    const more = this.runIds.length - HEADER_IDS;
-    title.textContent = `Runs: ${shown}${more > 0 ? ` and ${more} more` : ''}`;
-    title.title = this.runIds.join('\n');
+    const varying = result.table
+      .filter(row => row.differs && String(row.key).startsWith('params.'))
+      .map(row => String(row.key).slice(7));
+    const named = varying.slice(0, HEADER_PARAMS).join(', ');
+    const more = varying.length - HEADER_PARAMS;
+    const title = el(
+      'span',
+      'wb-CompareView-title',
+      `Comparing ${result.run_ids.length} runs` +
+        (varying.length ? ` · they differ in ${named}${more > 0 ? ` and ${more} more` : ''}` : '')
+    );
+    title.title = result.run_ids.map(id => `${result.labels?.[id] ?? id}: ${id}`).join('\n');
     this.header.appendChild(title);
     if (metrics.length) {
       const label = document.createElement('label');
@@ -156,62 +182,87 @@ export class CompareView extends Widget {
   private renderTable(result: ICompareResponse): void {
     const ids = result.run_ids;
     const runs = new Map(result.runs.map(r => [r.run_id, r]));
-    const rows: [string, string, any[]][] = [
-      ['run', 'experiment', ids.map(id => runs.get(id)?.experiment)],
-      ['run', 'status', ids.map(id => runs.get(id)?.status)]
-    ];
-    for (const row of result.table) {
-      const key = String(row.key);
-      const dot = key.indexOf('.');
-      const kind = key.slice(0, dot).replace(/s$/, ''); // params -> param, metrics -> metric
-      rows.push([kind, key.slice(dot + 1), ids.map(id => row[id])]);
-    }
-    const table = document.createElement('table');
-    table.className = 'wb-Table wb-CompareView-diff';
+    const table = el('table', 'wb-Table wb-CompareView-diff');
     const head = table.createTHead().insertRow();
-    for (const text of ['', 'name', ...ids]) {
-      const th = document.createElement('th');
-      th.textContent = text;
+    head.appendChild(el('th', 'wb-CompareView-name', 'run'));
+    for (const id of ids) {
+      const run = runs.get(id);
+      const th = el('th', 'wb-CompareView-run');
+      // one unbreakable piece per `name=value`, so a label wraps only between params
+      (result.labels?.[id] ?? id).split(', ').forEach((part, index, parts) => {
+        const last = index === parts.length - 1;
+        th.append(el('span', 'wb-CompareView-labelPart', last ? part : `${part},`), last ? '' : ' ');
+      });
+      th.dataset.runId = id;
+      th.title = `run ${id}` + (run ? `\nexperiment ${run.experiment}, ${run.status}` : '');
       head.appendChild(th);
     }
     const body = table.createTBody();
-    for (const [kind, name, values] of rows) {
+    const addRow = (name: string, values: any[], differs: boolean, key = ''): void => {
       const tr = body.insertRow();
-      const texts = values.map(value => formatValue(value, '—'));
-      if (new Set(texts).size > 1) {
+      if (differs) {
         tr.classList.add('wb-mod-differs');
       }
-      tr.insertCell().textContent = kind;
-      tr.insertCell().textContent = name;
-      for (const text of texts) {
-        tr.insertCell().textContent = text;
+      if (key) {
+        tr.dataset.key = key;
+      }
+      const th = el('th', 'wb-CompareView-name', name);
+      th.scope = 'row';
+      tr.appendChild(th);
+      for (const value of values) {
+        const td = tr.insertCell();
+        td.textContent = cellText(value);
+        if (typeof value === 'number') {
+          td.classList.add('wb-Num');
+        }
+      }
+    };
+    const addGroup = (heading: string): void => {
+      const tr = body.insertRow();
+      tr.className = 'wb-CompareView-group';
+      tr.appendChild(el('th', 'wb-CompareView-name', heading));
+      tr.insertCell().colSpan = ids.length;
+    };
+    addGroup('Run');
+    for (const field of ['experiment', 'status'] as const) {
+      const values = ids.map(id => runs.get(id)?.[field]);
+      addRow(field, values, new Set(values).size > 1);
+    }
+    for (const [prefix, heading] of GROUPS) {
+      const rows = result.table.filter(row => String(row.key).startsWith(prefix));
+      if (!rows.length) {
+        continue;
+      }
+      addGroup(heading);
+      for (const row of rows) {
+        const key = String(row.key);
+        addRow(key.slice(prefix.length), ids.map(id => row[id]), Boolean(row.differs), key);
       }
     }
     this.table.textContent = '';
-    const caption = document.createElement('h3');
-    caption.textContent = 'Parameters and metrics (differences highlighted)';
-    this.table.append(caption, table);
+    const caption = el('h3', '', 'Parameters and metrics (differences highlighted)');
+    const panel = el('div', 'wb-CompareView-tablePanel');
+    panel.appendChild(table);
+    this.table.append(caption, panel);
   }
 
-  /** Request the comparison for the current metric and draw its charts; `afterFirst` runs once
-   * the first chart is drawn (or right away when there is none). */
-  private async renderCharts(afterFirst?: (result: ICompareResponse) => void): Promise<void> {
+  /** Request the comparison for the current metric and draw its charts; `onResult` (e.g. the
+   * table) runs with the answer, before the first chart is drawn. */
+  private async renderCharts(onResult?: (result: ICompareResponse) => void): Promise<void> {
     const generation = ++this.chartsGeneration;
     this.charts.textContent = 'Loading charts…';
+    const plotly = loadPlotly(); // fetched while the server builds the comparison
+    plotly.catch(() => undefined); // reported below, once the table is shown
     let result: ICompareResponse;
-    let Plotly: any;
     try {
-      [result, Plotly] = await Promise.all([
-        requestAPI<ICompareResponse>('compare', {}, {
-          run_ids: this.runIds.join(','),
-          metric: this.metric ?? undefined
-        }),
-        loadPlotly()
-      ]);
+      result = await requestAPI<ICompareResponse>('compare', {}, {
+        run_ids: this.runIds.join(','),
+        metric: this.metric ?? undefined
+      });
     } catch (error) {
       if (generation === this.chartsGeneration) {
         this.charts.textContent = `No charts: ${errorText(error)}`;
-        if (afterFirst) {
+        if (onResult) {
           this.header.textContent = `Cannot compare the runs: ${errorText(error)}`;
         }
       }
@@ -222,30 +273,33 @@ export class CompareView extends Widget {
     }
     if (result.metric && result.metric !== this.metric) {
       this.metric = result.metric; // the server's choice when none was given
-      if (this.metricSelect) {
-        this.metricSelect.value = result.metric;
+    }
+    onResult?.(result); // the table: shown without waiting for plotly
+    if (this.metricSelect && this.metric) {
+      this.metricSelect.value = this.metric;
+    }
+    let Plotly: any;
+    try {
+      Plotly = await plotly;
+    } catch (error) {
+      if (generation === this.chartsGeneration) {
+        this.charts.textContent = `No charts: ${errorText(error)}`;
       }
+      return;
+    }
+    if (generation !== this.chartsGeneration) {
+      return;
     }
     this.charts.textContent = '';
     const entries = Object.entries(result.figures ?? {});
     if (!entries.length) {
       this.charts.textContent = 'No charts for these runs.';
     }
-    let pending = afterFirst;
-    for (const [index, [name, figure]] of entries.entries()) {
-      if (index > 0) {
-        // One chart per task: each is painted as soon as it is drawn, and the page stays
-        // responsive while the rest are drawn (all of them in one go took seconds, measured).
-        if (!(await this.stillCurrent(generation))) {
-          return;
-        }
-        if (pending) {
-          pending(result); // e.g. the table: right after the first chart is painted
-          pending = undefined;
-          if (!(await this.stillCurrent(generation))) {
-            return;
-          }
-        }
+    for (const [name, figure] of entries) {
+      // One chart per task: the table and each chart are painted as soon as they are drawn,
+      // and the page stays responsive while the rest are drawn (all in one go took seconds).
+      if (!(await this.stillCurrent(generation))) {
+        return;
       }
       const box = document.createElement('div');
       box.className = 'wb-CompareView-chart';
@@ -257,7 +311,6 @@ export class CompareView extends Widget {
         displaylogo: false
       });
     }
-    pending?.(result);
   }
 
   /** After the next paint: false when a newer renderCharts call took over meanwhile. */

@@ -12,6 +12,7 @@ pandas, so its cost follows the size of the answer rather than the size of the c
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -260,23 +261,26 @@ def runs(
     index_runs(ws)
     with connect(ws) as con:
         base = con.execute(select.text, select.params).df()
-        if base.empty:
-            return pd.DataFrame(columns=[*BASE_COLUMNS, "inputs"])
-        con.register(_IDS_VIEW, base[["run_id"]])
-        try:
-            in_ids = f"run_id IN (SELECT run_id FROM {_IDS_VIEW})"
-            params = con.execute(f"SELECT run_id, key, value FROM run_params WHERE {in_ids}").fetchall()
-            metric_cols = "last, min, max" if include_min_max else "last"
-            metrics = con.execute(
-                f"SELECT run_id, key, {metric_cols} FROM run_metric_summary WHERE {in_ids}"
-            ).fetchall()
-            tags = con.execute(f"SELECT run_id, key, value FROM run_tags WHERE {in_ids}").fetchall()
-            inputs = con.execute(
-                "SELECT run_id, string_agg(snapshot_name || '@' || snapshot_version, ', ' "
-                f"ORDER BY snapshot_name, snapshot_version) FROM run_inputs WHERE {in_ids} GROUP BY run_id"
-            ).fetchall()
-        finally:
-            con.unregister(_IDS_VIEW)
+        return _with_details(con, base, include_min_max)
+
+
+def _with_details(con: Any, base: pd.DataFrame, include_min_max: bool) -> pd.DataFrame:
+    """`base` (rows of the runs table) with the params, metrics, tags and inputs of those runs."""
+    if base.empty:
+        return pd.DataFrame(columns=[*BASE_COLUMNS, "inputs"])
+    con.register(_IDS_VIEW, base[["run_id"]])
+    try:
+        in_ids = f"run_id IN (SELECT run_id FROM {_IDS_VIEW})"
+        params = con.execute(f"SELECT run_id, key, value FROM run_params WHERE {in_ids}").fetchall()
+        metric_cols = "last, min, max" if include_min_max else "last"
+        metrics = con.execute(f"SELECT run_id, key, {metric_cols} FROM run_metric_summary WHERE {in_ids}").fetchall()
+        tags = con.execute(f"SELECT run_id, key, value FROM run_tags WHERE {in_ids}").fetchall()
+        inputs = con.execute(
+            "SELECT run_id, string_agg(snapshot_name || '@' || snapshot_version, ', ' "
+            f"ORDER BY snapshot_name, snapshot_version) FROM run_inputs WHERE {in_ids} GROUP BY run_id"
+        ).fetchall()
+    finally:
+        con.unregister(_IDS_VIEW)
     position = {run_id: index for index, run_id in enumerate(base["run_id"])}
     decoded: dict[Any, Any] = {}  # each distinct JSON text once: sweeps repeat few values many times
     for index, (run_id, key, text) in enumerate(params):
@@ -289,3 +293,73 @@ def runs(
     columns.update(_spread(tags, position, "tags."))
     columns["inputs"] = _spread([(r, "", v) for r, v in inputs], position, "inputs").get("inputs", [None] * len(base))
     return pd.concat([base, pd.DataFrame(columns, index=base.index)], axis=1)
+
+
+# --------------------------------------------------------------------------------------------
+# Runs by id
+
+
+def _checked_ids(run_ids: Sequence[str]) -> list[str]:
+    from workbench.runs.ids import check_run_id
+
+    if isinstance(run_ids, str):
+        run_ids = [run_ids]
+    return list(dict.fromkeys(check_run_id(run_id) for run_id in run_ids))
+
+
+def runs_by_id(run_ids: Sequence[str], ws: Workspace | None = None, include_min_max: bool = False) -> pd.DataFrame:
+    """The runs with these ids, in the order given (unknown ids are left out), with the columns of
+    `runs()`. The ids are checked, then bound as one list parameter: never pasted into SQL text."""
+    from workbench.runs.ingest import index_runs
+
+    ids = _checked_ids(run_ids)
+    ws = ws or current_workspace()
+    index_runs(ws)
+    with connect(ws) as con:
+        base = con.execute(
+            f"SELECT {', '.join('r.' + c for c in BASE_COLUMNS)} FROM runs r WHERE list_contains(?, r.run_id)", [ids]
+        ).df()
+        frame = _with_details(con, base, include_min_max)
+    position = {run_id: index for index, run_id in enumerate(ids)}
+    return frame.sort_values("run_id", key=lambda s: s.map(position)).reset_index(drop=True)
+
+
+def metric_point_counts(run_ids: Sequence[str], ws: Workspace | None = None) -> dict[str, int]:
+    """For each metric of these runs, the most points (steps) any one of them logged."""
+    from workbench.runs.ingest import index_runs
+
+    ids = _checked_ids(run_ids)
+    ws = ws or current_workspace()
+    index_runs(ws)
+    with connect(ws) as con:
+        rows = con.execute(
+            "SELECT key, max(count) FROM run_metric_summary WHERE list_contains(?, run_id) GROUP BY key ORDER BY key",
+            [ids],
+        ).fetchall()
+    return {key: int(count or 0) for key, count in rows}
+
+
+def experiments_summary(ws: Workspace | None = None) -> list[dict[str, Any]]:
+    """Every experiment with its run counts and last activity, sorted by name.
+
+    One row per name known either to the experiments table or to a run (a run can name an
+    experiment nobody created explicitly, and an experiment can have no runs yet): `name`, `runs`,
+    `finished`, `active` (queued or running), `failed` (failed or killed) and `last_run_at`.
+    Runs are indexed first, so runs that ended since the last read are counted as they ended.
+    """
+    from workbench.runs.ingest import index_runs
+
+    ws = ws or current_workspace()
+    index_runs(ws)
+    with connect(ws) as con:
+        cursor = con.execute(
+            "SELECT coalesce(e.name, r.experiment) AS name, count(r.run_id) AS runs, "
+            "count(r.run_id) FILTER (WHERE r.status = 'finished') AS finished, "
+            "count(r.run_id) FILTER (WHERE r.status IN ('queued', 'running')) AS active, "
+            "count(r.run_id) FILTER (WHERE r.status IN ('failed', 'killed')) AS failed, "
+            "max(r.created_at) AS last_run_at "
+            "FROM experiments e FULL OUTER JOIN runs r ON r.experiment = e.name "
+            "GROUP BY 1 ORDER BY 1"
+        )
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
