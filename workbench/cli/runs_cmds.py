@@ -91,7 +91,9 @@ def show_cmd(run_id: str = typer.Argument(..., help="Run id."), as_json: bool = 
 @runs_app.command("compare")
 def compare_cmd(
     run_ids: list[str] = typer.Argument(..., help="Two or more run ids."),
-    metric: Optional[str] = typer.Option(None, "--metric", "-m", help="Metric for the charts (default: one with a step history, else the most common)."),
+    metric: Optional[str] = typer.Option(
+        None, "--metric", "-m", help="Metric for the charts (default: one with a step history, else the most common)."
+    ),
     html: Optional[Path] = typer.Option(None, "--html", help="Write a standalone HTML report with the charts."),
     all_rows: bool = typer.Option(False, "--all", help="Show equal rows too (default: only differences)."),
     as_json: bool = JsonOption,
