@@ -1,8 +1,11 @@
 """Notebook widgets (ipywidgets 8): launch runs and sweeps from a form, browse and compare runs.
 
     from workbench.widgets import RunLauncher, RunTable
-    RunLauncher("train.ipynb")                 # form from the parameters cell, Run / Sweep buttons
-    RunTable(experiment="wine", filter="metrics.rmse < 0.3")
+    RunLauncher("train.ipynb")   # one form from the parameters cell: a value and optional sweep values per row
+    RunTable(experiment="wine", filter="metrics.rmse < 0.3")   # a checkbox per row; tick runs, then Compare
+
+Modules: `launcher` (RunLauncher), `form` (its aligned grid of fields), `table` (RunTable) and
+`theme` (the HTML they draw, coloured only with JupyterLab theme variables).
 
 Imported lazily by name so `import workbench.widgets` does not pull in ipywidgets until used.
 """
