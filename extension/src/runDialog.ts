@@ -62,7 +62,13 @@ class RunDialogBody extends Widget implements IActionBody<IRunRequest> {
     const form = document.createElement('div');
     form.className = 'wb-RunDialog-form';
     this.experimentInput = this.addField(form, 'experiment', 'Experiment', experiment, 'text');
-    this.parallelInput = this.addField(form, 'parallel', 'Parallel runs', '1', 'number');
+    // Text, not type=number: the lab's Dialog silently disables Start while any input is
+    // :invalid (a number field holding "1e" or "0" with min=1), where the server's refusal
+    // would say why under the field.
+    // Empty: the library's default (one run per core, within the workspace's cap).
+    this.parallelInput = this.addField(form, 'parallel', 'Parallel runs', '', 'text');
+    this.parallelInput.inputMode = 'numeric';
+    this.parallelInput.placeholder = 'one per core';
     this.parallelRow = this.fields.get('parallel')!.box;
     const names = Object.keys(parameters);
     if (!names.length) {
@@ -207,14 +213,23 @@ class RunDialogBody extends Widget implements IActionBody<IRunRequest> {
         params[name] = text;
       }
     }
-    const parallel = parseInt(this.parallelInput.value, 10);
     return {
       mode: this.mode,
       experiment: this.experimentInput.value.trim(),
       params,
       grid,
-      parallel: Number.isFinite(parallel) && parallel > 0 ? parallel : null
+      parallel: this.parallel()
     };
+  }
+
+  /**
+   * Runs at a time as typed: empty means the server's default (one per core); a number is sent
+   * as is for the server to check (0, 2.5 or 10,000 are refused under the field, not silently
+   * replaced by the default); NaN when the text is no number at all.
+   */
+  private parallel(): number | null {
+    const text = this.parallelInput.value.trim();
+    return text === '' ? null : Number(text);
   }
 }
 
@@ -231,6 +246,9 @@ function fallbackExperiment(path: string): string {
 /** POST the request; throws the server's refusal for the dialog to show. */
 async function submit(path: string, request: IRunRequest): Promise<void> {
   if (request.mode === 'sweep') {
+    if (request.parallel !== null && !Number.isFinite(request.parallel)) {
+      throw new WorkbenchAPIError('Parallel runs must be a whole number of at least 1.', 400, null, 'parallel');
+    }
     if (!Object.keys(request.grid).length) {
       throw new Error(
         'A sweep needs at least one parameter with comma-separated values (e.g. 0.01, 0.1).'
