@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import test_lab_extension as base
 from conftest import write_notebook
+from lab_server import use_theme
 from test_lab_extension_flows import ACCEPT, DIALOG, api, browser_page, model_run
 
 lab = base.lab  # the fixture: a running `jupyter lab` with the extension on a fresh workspace
@@ -236,13 +237,6 @@ def chart_background(page: Any) -> tuple[list[float], list[float]]:
 
 def same_colour(a: list[float], b: list[float]) -> bool:
     return all(abs(x - y) <= 1 for x, y in zip(a[:3], b[:3], strict=True))
-
-
-def use_theme(settings_root: Path, theme: str) -> None:
-    """The lab's user setting for the theme (read when a page loads)."""
-    folder = settings_root / "@jupyterlab" / "apputils-extension"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "themes.jupyterlab-settings").write_text(json.dumps({"theme": theme}))
 
 
 # --------------------------------------------------------------------------------------------

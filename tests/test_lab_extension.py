@@ -3,57 +3,29 @@
 The server runs from a temporary root folder holding a notebook with a `parameters` cell and a
 workspace (`<root>/.workbench`, found from the server's root as in real use) with a snapshot and
 a few runs recorded through the run lifecycle. The test opens the Workbench sidebar, checks that
-every section shows that data, compares two runs and keeps a screenshot (written to
-`docs/screenshot.png` for the README only when WORKBENCH_SCREENSHOT=1).
+every section shows that data, compares two runs and keeps a screenshot. The server itself is
+started by `lab_server.running_lab`, as for `make screenshots` (docs/screenshots.py).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, VENV_BIN, write_notebook
+from conftest import write_notebook
+from lab_server import CHROMIUM, CHROMIUM_ARGS, TOKEN, free_port, labextension_dir, running_lab
+
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "TOKEN", "lab"]  # imported by the other browser tests
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-# The browser .ci/run installs (or finds) on PATH, wherever that puts it; None when there is none.
-CHROMIUM = shutil.which("chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-TOKEN = "workbench-browser-test"
 SIDEBAR_TAB = '.jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id="workbench-sidebar"]'
-
-
-def _labextension_dir() -> Path | None:
-    """The freshest built front end: the repo's build output, else what the wheel installed."""
-    built = REPO / "workbench" / "labextension"
-    if (built / "package.json").is_file():
-        return built
-    installed = Path(sys.prefix) / "share" / "jupyter" / "labextensions" / "workbench-jupyterlab"
-    return installed if (installed / "package.json").is_file() else None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+_labextension_dir = labextension_dir  # the names the other browser tests import from here
+_free_port = free_port
 
 
 def _make_workspace(root: Path) -> list[str]:
@@ -86,7 +58,7 @@ def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, A
         if os.environ.get("CI", "").lower() in ("true", "1"):  # CI must run the browser tests, not skip them
             pytest.fail("Chromium is not on PATH in CI (CI is set): .ci/run installs it with apt-get install chromium")
         pytest.skip("Chromium is not installed (apt-get install -y chromium)")
-    extension = _labextension_dir()
+    extension = labextension_dir()
     if extension is None:
         pytest.skip("The front end is not built: run 'pip install -e .' (or 'jlpm build' in extension/)")
     monkeypatch.delenv("WORKBENCH_HOME", raising=False)
@@ -94,58 +66,8 @@ def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, A
     root.mkdir()
     write_notebook(root / "train.ipynb", "lr = 0.1  # learning rate\nepochs = 3", "print(lr * epochs)")
     run_ids = _make_workspace(root)
-
-    # Isolated Jupyter folders: the extension (symlinked), the server extension enabled, and
-    # user settings that stop the "news" notification from covering the page.
-    data_dir = tmp_path / "jupyter-data"
-    (data_dir / "labextensions").mkdir(parents=True)
-    (data_dir / "labextensions" / "workbench-jupyterlab").symlink_to(extension, target_is_directory=True)
-    config_dir = tmp_path / "jupyter-config"
-    config_dir.mkdir()
-    (config_dir / "jupyter_server_config.json").write_text(
-        json.dumps({"ServerApp": {"jpserver_extensions": {"workbench.jupyter": True}}})
-    )
-    settings = tmp_path / "lab-settings" / "@jupyterlab" / "apputils-extension"
-    settings.mkdir(parents=True)
-    (settings / "notification.jupyterlab-settings").write_text(
-        json.dumps({"fetchNews": "false", "checkForUpdates": False})
-    )
-    env = dict(
-        os.environ,
-        JUPYTER_PATH=str(data_dir),
-        JUPYTER_CONFIG_DIR=str(config_dir),
-        JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "lab-settings"),
-        JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "lab-workspaces"),
-    )
-    port = _free_port()
-    log = open(tmp_path / "lab.log", "wb")  # noqa: SIM115 - closed after the server stops
-    proc = subprocess.Popen(
-        [str(VENV_BIN / "jupyter"), "lab", "--no-browser", "--allow-root", "--ip", "127.0.0.1",
-         "--port", str(port), f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={root}"],
-        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/workbench/api/snapshots?token={TOKEN}", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError("jupyter lab did not start:\n" + (tmp_path / "lab.log").read_text()[-3000:])
-            time.sleep(0.25)
-        yield {"url": f"{base}/lab?token={TOKEN}", "run_ids": run_ids, "root": root, "log": tmp_path / "lab.log"}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    with running_lab(root, tmp_path, extension) as lab:
+        yield {**lab, "run_ids": run_ids}
 
 
 def test_sidebar_and_compare(lab: dict[str, Any], tmp_path: Path) -> None:
@@ -190,8 +112,6 @@ def test_sidebar_and_compare(lab: dict[str, Any], tmp_path: Path) -> None:
             screenshot = tmp_path / "screenshot.png"
             page.screenshot(path=str(screenshot))
             assert screenshot.stat().st_size > 10_000
-            if os.environ.get("WORKBENCH_SCREENSHOT") == "1":
-                shutil.copyfile(screenshot, REPO / "docs" / "screenshot.png")
         finally:
             browser.close()
     assert time.monotonic() - started < 90
