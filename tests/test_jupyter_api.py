@@ -404,3 +404,28 @@ def test_route_list_is_complete() -> None:
     requested = [(method, route_of(path)) for method, path in ROUTES]
     assert len(set(requested)) == len(requested), requested  # no route requested twice
     assert set(requested) == registered
+
+
+async def test_runs_in_columns(jp_fetch, data):
+    """`format=columns` (the Runs tab's form): the same table column by column, plus who started each
+    run and when; filters, order and limit apply as to the records; an unknown format is a 400."""
+    records = await get_json(jp_fetch, "runs")
+    table = await get_json(jp_fetch, "runs", params={"format": "columns"})
+    columns = table["columns"]
+    assert table["rows"] == len(records) == 3 and all(len(values) == 3 for values in table["data"])
+    for index, record in enumerate(records):
+        for key, value in record.items():
+            assert table["data"][columns.index(key)][index] == value, key
+    creators = table["data"][columns.index("creator")]
+    assert all(isinstance(c, str) and c for c in creators)
+    started = table["data"][columns.index("started_at")]
+    assert all(s is None or re.match(r"\d{4}-\d\d-\d\dT", s) for s in started)
+
+    filtered = await get_json(jp_fetch, "runs", params={"format": "columns", "filter": "params.lr < 0.05"})
+    assert filtered["data"][filtered["columns"].index("run_id")] == [data["runs"][1]]
+    empty = await get_json(jp_fetch, "runs", params={"format": "columns", "filter": "params.lr > 5"})
+    assert empty["rows"] == 0 and all(values == [] for values in empty["data"])
+    code, body = await error_of(jp_fetch, "runs", params={"format": "csv"})
+    assert code == 400 and "format" in body["error"]
+    code, body = await error_of(jp_fetch, "runs", params={"format": "columns", "filter": "metrics.loss <"})
+    assert code == 400 and body["error"]

@@ -8,7 +8,13 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import { ICommandPalette, IThemeManager, MainAreaWidget, ToolbarButton } from '@jupyterlab/apputils';
+import {
+  ICommandPalette,
+  IThemeManager,
+  MainAreaWidget,
+  ToolbarButton,
+  WidgetTracker
+} from '@jupyterlab/apputils';
 import { IEditorLanguageRegistry } from '@jupyterlab/codemirror';
 import { DocumentRegistry } from '@jupyterlab/docregistry';
 import { INotebookModel, INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
@@ -19,13 +25,17 @@ import { openCompare, restyleCharts } from './compare';
 import { workbenchIcon } from './icons';
 import { openExecutedNotebook } from './notebookView';
 import { runAsExperiment } from './runDialog';
+import { RunsTable, createRunsTableWidget, restyleRunsTables } from './runsTable';
 import { WorkbenchSidebar } from './sidebar';
 
 const COMMANDS = {
   runExperiment: 'workbench:run-as-experiment',
   openSidebar: 'workbench:open-sidebar',
   compare: 'workbench:compare-runs',
-  openRunNotebook: 'workbench:open-run-notebook'
+  openRunNotebook: 'workbench:open-run-notebook',
+  openRunsTable: 'workbench:open-runs-table',
+  /** The Runs tab's context menu: act on the selected runs, as its toolbar buttons do. */
+  tableAction: 'workbench:runs-table-action'
 };
 
 const plugin: JupyterFrontEndPlugin<void> = {
@@ -54,7 +64,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const sidebar = new WorkbenchSidebar({
       openNotebook: runId => void app.commands.execute(COMMANDS.openRunNotebook, { runId }),
       compare: (runIds, metric) =>
-        void app.commands.execute(COMMANDS.compare, { runIds, metric })
+        void app.commands.execute(COMMANDS.compare, { runIds, metric }),
+      openRunsTable: () => void app.commands.execute(COMMANDS.openRunsTable)
     });
     app.shell.add(sidebar, 'left', { rank: 850 });
     if (restorer) {
@@ -94,6 +105,52 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     });
 
+    // The Runs tab: one at a time (the command re-activates it), restored with the layout.
+    const tables = new WidgetTracker<MainAreaWidget<RunsTable>>({ namespace: 'workbench-runs-table' });
+    let runsTab: MainAreaWidget<RunsTable> | null = null;
+    const runsTable = (): RunsTable | null => (runsTab && !runsTab.isDisposed ? runsTab.content : null);
+    app.commands.addCommand(COMMANDS.openRunsTable, {
+      label: 'Open Runs Table',
+      caption: 'All runs in a table: sort, filter, group, select and compare',
+      icon: workbenchIcon,
+      execute: () => {
+        if (!runsTab || runsTab.isDisposed) {
+          runsTab = createRunsTableWidget({
+            openNotebook: runId => void app.commands.execute(COMMANDS.openRunNotebook, { runId }),
+            compare: (runIds, metric) => void app.commands.execute(COMMANDS.compare, { runIds, metric }),
+            promote: runId => sidebar.promote(runId) // the sidebar's flow: gates' verdicts in the dialog
+          });
+          void tables.add(runsTab);
+        }
+        openInMain(runsTab);
+        return runsTab;
+      }
+    });
+    if (restorer) {
+      void restorer.restore(tables, { command: COMMANDS.openRunsTable, name: () => 'runs-table' });
+    }
+    const tableActions: Record<string, string> = {
+      open: 'Open Executed Notebook',
+      compare: 'Compare Selected Runs',
+      copy: 'Copy Run Ids',
+      promote: 'Register Run…',
+      rerun: 'Rerun',
+      cancel: 'Cancel Run'
+    };
+    app.commands.addCommand(COMMANDS.tableAction, {
+      label: args => tableActions[String(args.action)] ?? String(args.action),
+      isEnabled: args => runsTable()?.canDo(String(args.action)) ?? false,
+      execute: args => runsTable()?.doAction(String(args.action))
+    });
+    Object.keys(tableActions).forEach((action, rank) => {
+      app.contextMenu.addItem({
+        command: COMMANDS.tableAction,
+        args: { action },
+        selector: '.wb-RunsTable-grid',
+        rank: 10 + rank
+      });
+    });
+
     const currentPath = (): string | null => notebooks.currentWidget?.context.path ?? null;
     app.commands.addCommand(COMMANDS.runExperiment, {
       label: 'Run as Experiment',
@@ -117,7 +174,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
 
     if (palette) {
-      for (const command of [COMMANDS.runExperiment, COMMANDS.openSidebar]) {
+      for (const command of [COMMANDS.runExperiment, COMMANDS.openSidebar, COMMANDS.openRunsTable]) {
         palette.addItem({ command, category: 'Workbench' });
       }
     }
@@ -125,7 +182,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
     app.docRegistry.addWidgetExtension('Notebook', new RunButtonExtension(app));
 
     // Charts draw with colours, not CSS: re-colour them once the new theme's CSS is in.
-    themes?.themeChanged.connect(() => requestAnimationFrame(() => restyleCharts()));
+    // So does the runs table's grid, which paints on a canvas.
+    themes?.themeChanged.connect(() =>
+      requestAnimationFrame(() => {
+        restyleCharts();
+        restyleRunsTables();
+      })
+    );
   }
 };
 

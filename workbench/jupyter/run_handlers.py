@@ -17,6 +17,7 @@ from workbench.jupyter.base import (
     frame_records,
     guarded,
     text_field,
+    to_jsonable,
 )
 from workbench.jupyter.forms import check_run_form, check_sweep_form, run_form
 from workbench.runs.ids import check_run_id
@@ -27,7 +28,17 @@ from workbench.workspace import Workspace
 
 
 class RunsHandler(WorkbenchHandler):
-    """GET runs (filtered table) and POST runs (start a notebook in the background)."""
+    """GET runs (filtered table) and POST runs (start a notebook in the background).
+
+    GET answers a list of row objects, or with `format=columns` the table column by column:
+    `{"columns": [name, ...], "data": [[every value of column 0], ...], "rows": n}`, plus the
+    `creator` and `started_at` of each run. The JupyterLab runs table asks for that form: for
+    10,000 wide runs it is about half the bytes (no key repeated in every row) and several times
+    cheaper to build (each column is converted once rather than each cell checked).
+    """
+
+    #: What the runs table shows that `runs()` leaves out: who started a run and when it began.
+    DETAIL_COLUMNS = ("creator", "started_at")
 
     @tornado.web.authenticated
     @guarded
@@ -37,15 +48,73 @@ class RunsHandler(WorkbenchHandler):
         experiments = [e for arg in self.get_query_arguments("experiment") for e in arg.split(",") if e]
         order = [o for o in self.get_query_arguments("order_by") if o.strip()]
         limit = self.int_argument("limit", DEFAULT_RUNS_LIMIT, 0, MAX_RUNS_LIMIT)
-        frame = await self.call(
-            runs,
-            experiment=(experiments[0] if len(experiments) == 1 else experiments) if experiments else None,
-            filter=self.get_query_argument("filter", None) or None,
-            order_by=(order[0] if len(order) == 1 else order) if order else None,
-            limit=limit,
-            status=self.get_query_argument("status", None) or None,
-        )
-        self.reply(frame_records(frame))
+        shape = self.get_query_argument("format", None) or "records"
+        if shape not in ("records", "columns"):
+            raise ValidationError(f"format must be 'records' or 'columns', not {shape[:40]!r}.")
+
+        arguments = {
+            "experiment": (experiments[0] if len(experiments) == 1 else experiments) if experiments else None,
+            "filter": self.get_query_argument("filter", None) or None,
+            "order_by": (order[0] if len(order) == 1 else order) if order else None,
+            "limit": limit,
+            "status": self.get_query_argument("status", None) or None,
+        }
+
+        def query(ws: Workspace) -> Any:
+            frame = runs(**arguments, ws=ws)
+            return self.columnar(frame, ws) if shape == "columns" else frame_records(frame)
+
+        result = await self.call(query)
+        if shape == "records":
+            self.reply(result)
+            return
+        self.set_header("Content-Type", "application/json")  # already JSON-safe: skip reply()'s walk
+        self.finish(json.dumps(result, allow_nan=False, separators=(",", ":")))
+
+    @classmethod
+    def columnar(cls, frame: Any, ws: Workspace) -> dict[str, Any]:
+        """`frame` (from `runs()`) column by column with JSON-safe values, plus `DETAIL_COLUMNS`."""
+        from workbench.catalog import connect
+
+        details: dict[str, tuple[Any, ...]] = {}
+        if len(frame):
+            with connect(ws) as con:
+                con.register("__wb_table_ids", frame[["run_id"]])
+                try:
+                    found = con.execute(
+                        f"SELECT run_id, {', '.join(cls.DETAIL_COLUMNS)} FROM runs "
+                        "WHERE run_id IN (SELECT run_id FROM __wb_table_ids)"
+                    ).fetchall()
+                finally:
+                    con.unregister("__wb_table_ids")
+            details = {row[0]: row[1:] for row in found}
+        columns = [str(name) for name in frame.columns]
+        data = [cls.column_values(frame[name]) for name in frame.columns]
+        for index, name in enumerate(cls.DETAIL_COLUMNS):
+            columns.append(name)
+            data.append([to_jsonable(details.get(run_id, (None,) * len(cls.DETAIL_COLUMNS))[index])
+                         for run_id in frame["run_id"]])  # fmt: skip
+        return {"columns": columns, "data": data, "rows": len(frame)}
+
+    @staticmethod
+    def column_values(series: Any) -> list[Any]:
+        """One column as a JSON-safe list: NaN/NaT/NA -> None, times -> ISO text, numpy -> Python."""
+        import numpy as np
+        import pandas as pd
+
+        kind = series.dtype.kind
+        if kind == "f":
+            values = series.to_numpy(dtype=float)
+            out = values.tolist()
+            for index in np.flatnonzero(~np.isfinite(values)):
+                out[index] = None
+            return out
+        if kind in "iub":
+            return series.tolist()
+        if kind == "M":
+            return [None if pd.isna(v) else v.isoformat() for v in series]
+        return [v if isinstance(v, str) else None if v is None or (np.ndim(v) == 0 and pd.isna(v))
+                else to_jsonable(v) for v in series.astype(object)]  # fmt: skip
 
     @tornado.web.authenticated
     @guarded
@@ -177,25 +246,9 @@ class ExperimentsHandler(WorkbenchHandler):
     @tornado.web.authenticated
     @guarded
     async def get(self) -> None:
-        def query(ws: Workspace) -> list[dict[str, Any]]:
-            from workbench.catalog import connect
-            from workbench.runs.ingest import index_runs
+        from workbench.runs.query import experiments_summary
 
-            index_runs(ws)
-            with connect(ws) as con:
-                cursor = con.execute(
-                    "SELECT coalesce(e.name, r.experiment) AS name, count(r.run_id) AS runs, "
-                    "count(r.run_id) FILTER (WHERE r.status = 'finished') AS finished, "
-                    "count(r.run_id) FILTER (WHERE r.status IN ('queued', 'running')) AS active, "
-                    "count(r.run_id) FILTER (WHERE r.status IN ('failed', 'killed')) AS failed, "
-                    "max(r.created_at) AS last_run_at "
-                    "FROM experiments e FULL OUTER JOIN runs r ON r.experiment = e.name "
-                    "GROUP BY 1 ORDER BY 1"
-                )
-                names = [d[0] for d in cursor.description]
-                return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-        self.reply(await self.call(query))
+        self.reply(await self.call(experiments_summary))
 
 
 class NotebookParametersHandler(WorkbenchHandler):
@@ -215,8 +268,10 @@ class NotebookParametersHandler(WorkbenchHandler):
 
 
 class CompareHandler(WorkbenchHandler):
-    """GET compare?run_ids=a,b&metric=m: the runs' experiment and status, the comparison table and
-    plotly figures (JSON): everything the Compare view shows, from one request."""
+    """GET compare?run_ids=a,b&metric=m: the runs' experiment and status, their labels (the params
+    that differ, `lr=0.1`), the comparison table and plotly figures (JSON): everything the Compare
+    view shows, from one request. `metric` in the answer is the one the figures are for (without
+    `metric` in the request: the library's default, a metric with a step history if any)."""
 
     @tornado.web.authenticated
     @guarded
@@ -231,17 +286,15 @@ class CompareHandler(WorkbenchHandler):
 
         def build(ws: Workspace) -> dict[str, Any]:
             result = compare(ids, metric, ws=ws)
-            figures = {name: json.loads(fig.to_json()) for name, fig in (result.figures or {}).items()}
-            table = getattr(result, "table", None)
-            frame = getattr(result, "runs", None)
-            about = [c for c in ("run_id", "experiment", "status") if frame is not None and c in frame.columns]
+            about = [c for c in ("run_id", "experiment", "status") if c in result.runs.columns]
             return {
-                "run_ids": ids,
-                "metric": getattr(result, "metric", metric),
-                "runs": frame_records(frame[about]) if about else [],
+                "run_ids": result.run_ids,
+                "metric": result.metric,
+                "runs": frame_records(result.runs[about]),
+                "labels": result.labels,  # run id -> label, e.g. "lr=0.1, depth=3"
                 # rows: key (params.x / metrics.y / tags.z), one column per run, differs
-                "table": frame_records(table.reset_index()) if table is not None else [],
-                "figures": figures,
+                "table": frame_records(result.table.reset_index()),
+                "figures": {name: json.loads(fig.to_json()) for name, fig in result.figures.items()},
             }
 
         self.reply(await self.call(build))
