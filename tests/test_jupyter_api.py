@@ -183,6 +183,29 @@ async def test_cancel(jp_fetch, ws, data):
     assert code == 400 and "Invalid run id" in body["error"]
 
 
+@pytest.mark.slow
+async def test_rerun_in_the_background(jp_fetch, jp_root_dir, ws, data):
+    """POST runs/<id>/rerun answers at once with a queued run that then executes the original's
+    notebook content with its parameters; a run with nothing to repeat is a 400 naming why."""
+    from workbench.runs.launch import run
+    from workbench.runs.store import get_run
+
+    notebook = write_notebook(jp_root_dir / "train.ipynb", "lr = 0.1\nepochs = 2", NOTEBOOK)
+    original = run(str(notebook), {"lr": 0.5}, experiment="again", ws=ws)
+    notebook.write_text(notebook.read_text().replace("lr = 0.1", "lr = 0.9"))  # the file moved on
+    code, body = await post_json(jp_fetch, "runs", original.run_id, "rerun", body={})
+    assert code == 201 and body["status"] in ("queued", "running") and body["run_id"] != original.run_id
+    assert body["parent_run_id"] == original.run_id and body["params"]["lr"] == 0.5
+    assert any("changed since run" in warning for warning in body["warnings"]), body["warnings"]
+    deadline = time.monotonic() + 120
+    while (again := get_run(body["run_id"], ws)).status not in ("finished", "failed", "killed"):
+        assert time.monotonic() < deadline, again.status
+        await asyncio.sleep(0.5)
+    assert again.status == "finished" and again.metrics["accuracy"] == pytest.approx(0.5)
+    code, answer = await error_of(jp_fetch, "runs", data["runs"][0], "rerun", method="POST")
+    assert code == 400 and "interactive run" in answer["error"]
+
+
 async def test_experiments(jp_fetch, data):
     experiments = await get_json(jp_fetch, "experiments")
     counts = {e["name"]: (e["runs"], e["finished"]) for e in experiments}
@@ -366,6 +389,7 @@ ROUTES = [
     ("GET", "runs/20990101-000000-deadbeef/notebook"),
     ("GET", "runs/20990101-000000-deadbeef/metrics/loss"),
     ("POST", "runs/20990101-000000-deadbeef/cancel"),
+    ("POST", "runs/20990101-000000-deadbeef/rerun"),
     ("POST", "sweeps"),
     ("GET", "experiments"),
     ("GET", "notebooks/parameters?path=a.ipynb"),

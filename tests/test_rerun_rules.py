@@ -166,3 +166,23 @@ def test_a_rerun_on_the_same_commit_and_packages_does_not_warn(ws, tmp_path):
 
     assert reproducibility_warnings(caught) == []
     assert again.git_commit == original.git_commit and again.packages == original.packages
+
+
+@pytest.mark.slow
+def test_background_rerun_returns_queued_and_keeps_the_pins(ws, notebook, capsys):
+    """`workbench rerun --background` (and the lab's Rerun) returns at once; the detached worker
+    still reads the snapshot version the original read, not the latest."""
+    import time
+
+    wb.snapshot("tiny", pd.DataFrame({"a": [1, 2, 3]}))
+    original = wb.run(notebook("reads", "x = 1", READS))
+    wb.snapshot("tiny", pd.DataFrame({"a": [1]}))
+    shown = run_cli_in_process(capsys, "rerun", original.run_id, "--background", "--json")
+    assert shown.returncode == 0, shown.stderr
+    queued = json.loads(shown.stdout)
+    assert queued["status"] in ("queued", "running") and queued["parent_run_id"] == original.run_id
+    deadline = time.monotonic() + 120
+    while (again := wb.get_run(queued["run_id"])).status not in ("finished", "failed", "killed"):
+        assert time.monotonic() < deadline, again.status
+        time.sleep(0.5)
+    assert again.status == "finished" and again.inputs == ["tiny@1"] and again.metrics["rows"] == 3

@@ -81,7 +81,11 @@ export class RunsTable extends Widget implements IGridHost {
       openNotebook: () => this.selectedRuns(this.canOpen).slice(0, 5).forEach(id => this.actions.openNotebook(id)),
       promote: () => void this.promoteSelected(),
       rerun: () =>
-        void this.act('rerun', this.canRerun, async id => `Rerun of ${shortId(id)} started as ${shortId(await rerunRun(id))}.`),
+        void this.act('rerun', this.canRerun, async id => {
+          const { runId, warnings } = await rerunRun(id);
+          const note = warnings.length ? ` Note: ${warnings.join(' ')}` : '';
+          return `Rerun of ${shortId(id)} started as ${shortId(runId)}.${note}`;
+        }),
       cancel: () => void this.act('cancel', row => ACTIVE.has(this.store.value('status', row)), async id =>
         (await cancelRun(id)) ? `Cancelling ${shortId(id)}.` : `${shortId(id)} had already ended.`)
     });

@@ -192,6 +192,7 @@ def _cell(value: Any) -> Any:
 def rerun_cmd(
     run_id: str = typer.Argument(..., help="The run to reproduce."),
     experiment: Optional[str] = ExperimentOption,
+    background: bool = typer.Option(False, "--background", help="Return at once; the rerun continues alone."),
     as_json: bool = JsonOption,
 ) -> None:
     """Execute RUN_ID again: same notebook content, parameters and snapshot versions."""
@@ -201,12 +202,13 @@ def rerun_cmd(
     with warnings.catch_warnings():
         warnings.showwarning = _warn_to_console()
         with console.status(f"Re-running {run_id} ...", spinner="dots"):
-            result = rerun(run_id, experiment=experiment, ws=ws)
+            result = rerun(run_id, experiment=experiment, background=background, ws=ws)
     if as_json:
         print_json(result.to_dict())
     else:
         show_run(result)
-        console.print(f"  reproduces {run_id}")
+        console.print(f"  reproduces {run_id}" + (f" (follow it: workbench runs show {result.run_id})"
+                                                  if background else ""))  # fmt: skip
     if result.status in ("failed", "killed"):
         raise typer.Exit(1)
 

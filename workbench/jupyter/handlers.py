@@ -34,6 +34,7 @@ from workbench.jupyter.run_handlers import (
     RunHandler,
     RunMetricHandler,
     RunNotebookHandler,
+    RunRerunHandler,
     RunsHandler,
     SweepsHandler,
 )
@@ -51,6 +52,7 @@ ROUTES: list[tuple[str, type[WorkbenchHandler]]] = [
     (r"runs/(?P<run_id>[^/]+)/notebook", RunNotebookHandler),
     (r"runs/(?P<run_id>[^/]+)/metrics/(?P<key>.+)", RunMetricHandler),
     (r"runs/(?P<run_id>[^/]+)/cancel", RunCancelHandler),
+    (r"runs/(?P<run_id>[^/]+)/rerun", RunRerunHandler),
     (r"sweeps", SweepsHandler),
     (r"experiments", ExperimentsHandler),
     (r"notebooks/parameters", NotebookParametersHandler),

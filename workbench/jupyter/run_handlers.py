@@ -179,6 +179,30 @@ class RunMetricHandler(WorkbenchHandler):
         self.reply(frame_records(frame[["step", "value"]]))
 
 
+class RunRerunHandler(WorkbenchHandler):
+    """POST runs/<id>/rerun: the same notebook content, parameters and snapshot versions again, in
+    the background; answers the new (queued) run plus `warnings`: how it cannot be exactly the
+    original (the notebook file, code commit or packages changed since)."""
+
+    @tornado.web.authenticated
+    @guarded
+    async def post(self, run_id: str) -> None:
+        import warnings
+
+        from workbench.runs.launch import ReproducibilityWarning, rerun
+
+        run_id = check_run_id(run_id)
+
+        def start(ws: Workspace) -> dict[str, Any]:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ReproducibilityWarning)
+                record = rerun(run_id, background=True, ws=ws)
+            said = [str(w.message) for w in caught if issubclass(w.category, ReproducibilityWarning)]
+            return {**record.to_dict(), "warnings": said}
+
+        self.reply(await self.call(start), 201)
+
+
 class RunCancelHandler(WorkbenchHandler):
     """POST runs/<id>/cancel: ask a queued or running run to stop."""
 

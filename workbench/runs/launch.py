@@ -97,8 +97,12 @@ MEMBERSHIP_TAGS = ("sweep", "pipeline", "pipeline_run", "pipeline_step")
 RERUN_TAG = "rerun_of"
 
 
-def rerun(run_id: str, *, experiment: str | None = None, ws: Workspace | None = None) -> Run:
+def rerun(run_id: str, *, experiment: str | None = None, background: bool = False,
+          ws: Workspace | None = None) -> Run:  # fmt: skip
     """Execute the same notebook content with the same parameters on the same snapshot versions.
+
+    With `background=True` the rerun executes in a detached worker process (as `run` does) and
+    this returns at once with the new run `queued`: the lab's Rerun button uses it.
 
     The new run links to the original (`parent_run_id`, tag `rerun_of`) but is not a member of the
     original's sweep or pipeline run. A run that never started recorded no inputs, so there is
@@ -119,7 +123,10 @@ def rerun(run_id: str, *, experiment: str | None = None, ws: Workspace | None = 
     pins = {name: int(version) for name, version in (ref.split("@") for ref in original.inputs)}
     record = queue(ws, prepared, experiment=experiment or original.experiment, tags=rerun_tags(original),
                    parent_run_id=original.run_id, pins=pins)  # fmt: skip
-    execute(ws, prepared, record, pins=pins)
+    if background:
+        start_background(ws, record.run_id)  # the worker reads the pins from the run's request file
+    else:
+        execute(ws, prepared, record, pins=pins)
     return get_run(record.run_id, ws)
 
 
