@@ -44,6 +44,7 @@ COMMAND_TIMEOUT = 600
 SKIP: dict[str, str] = {
     "make demo": "runs the whole demo for minutes; test_demo_writes_only_into_the_workspace runs it",
     "make test": "the whole test suite, which includes this test",
+    "make screenshots": "drives a lab in Chromium for minutes; tests/test_screenshots.py checks its pictures are shown",
     "source .venv/bin/activate": "the test puts .venv/bin first on PATH instead (its temp folder has no .venv)",
     "workbench watch $": "blocks until Ctrl+C; `workbench watch --once` (docs/governance.md) runs the same check",
     "workbench watch --interval": "blocks until Ctrl+C; `workbench watch --once` runs the same check",

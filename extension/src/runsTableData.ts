@@ -150,7 +150,10 @@ export class RunsStore {
     const dynamic = (prefix: string, section: ColumnSection, kind: ColumnKind, hidden: boolean) =>
       keys
         .filter(key => key.startsWith(prefix))
-        .map(key => ({ key, label: key.slice(prefix.length), section, kind, width: 96, hidden }));
+        .map(key => {
+          const label = key.slice(prefix.length);
+          return { key, label, section, kind, width: headerWidth(label), hidden };
+        });
     return [
       ...BASE_COLUMNS,
       ...dynamic('params.', 'params', 'value', false),
@@ -358,4 +361,12 @@ export function buildView(store: RunsStore, options: IViewOptions): IView {
     }
   });
   return { rows: Int32Array.from(rows), groups };
+}
+
+/**
+ * A param/metric column wide enough for its name and the sort arrow (the grid paints on a canvas
+ * and cannot size to its content): about 7.5 px per character of the bold header, within bounds.
+ */
+export function headerWidth(label: string): number {
+  return Math.max(96, Math.min(220, Math.round(label.length * 7.5 + 30)));
 }
