@@ -46,6 +46,21 @@ def labextension_dir() -> Path | None:
     return installed if (installed / "package.json").is_file() else None
 
 
+def require_browser() -> Path:
+    """The built extension, once Chromium is known to be there: skip where they are missing, but
+    fail in CI (CI must run the browser tests, not skip them)."""
+    import pytest
+
+    if CHROMIUM is None:
+        if os.environ.get("CI", "").lower() in ("true", "1"):
+            pytest.fail("Chromium is not on PATH in CI (CI is set): .ci/run installs it with apt-get install chromium")
+        pytest.skip("Chromium is not installed (apt-get install -y chromium)")
+    extension = labextension_dir()
+    if extension is None:
+        pytest.skip("The front end is not built: run 'pip install -e .' (or 'jlpm build' in extension/)")
+    return extension
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -9,7 +9,6 @@ started by `lab_server.running_lab`, as for `make screenshots` (docs/screenshots
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,15 +16,13 @@ from typing import Any
 
 import pytest
 from conftest import write_notebook
-from lab_server import CHROMIUM, CHROMIUM_ARGS, TOKEN, free_port, labextension_dir, running_lab
+from lab_server import CHROMIUM, CHROMIUM_ARGS, TOKEN, require_browser, running_lab
 
 __all__ = ["CHROMIUM", "CHROMIUM_ARGS", "TOKEN", "lab"]  # imported by the other browser tests
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 SIDEBAR_TAB = '.jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id="workbench-sidebar"]'
-_labextension_dir = labextension_dir  # the names the other browser tests import from here
-_free_port = free_port
 
 
 def _make_workspace(root: Path) -> list[str]:
@@ -54,13 +51,7 @@ def _make_workspace(root: Path) -> list[str]:
 @pytest.fixture()
 def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     """A running `jupyter lab` with the Workbench extension and its workspace; yields its URL."""
-    if CHROMIUM is None:
-        if os.environ.get("CI", "").lower() in ("true", "1"):  # CI must run the browser tests, not skip them
-            pytest.fail("Chromium is not on PATH in CI (CI is set): .ci/run installs it with apt-get install chromium")
-        pytest.skip("Chromium is not installed (apt-get install -y chromium)")
-    extension = labextension_dir()
-    if extension is None:
-        pytest.skip("The front end is not built: run 'pip install -e .' (or 'jlpm build' in extension/)")
+    extension = require_browser()
     monkeypatch.delenv("WORKBENCH_HOME", raising=False)
     root = tmp_path / "root"
     root.mkdir()

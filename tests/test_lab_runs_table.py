@@ -11,7 +11,6 @@ metric takes under 1 s. Screenshots: /tmp/runs_table_light.png and /tmp/runs_tab
 
 from __future__ import annotations
 
-import os
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from typing import Any
 import pytest
 import test_lab_extension as base
 from conftest import write_notebook
-from lab_server import labextension_dir, running_lab
+from lab_server import require_browser, running_lab
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -85,13 +84,7 @@ def expected_matches(n: int) -> int:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """One `jupyter lab` for the module (the 10,000 runs take a few seconds to write)."""
-    if base.CHROMIUM is None:
-        if os.environ.get("CI", "").lower() in ("true", "1"):
-            pytest.fail("Chromium is not on PATH in CI (CI is set): .ci/run installs it with apt-get install chromium")
-        pytest.skip("Chromium is not installed (apt-get install -y chromium)")
-    extension = labextension_dir()
-    if extension is None:
-        pytest.skip("The front end is not built: run 'pip install -e .' (or 'jlpm build' in extension/)")
+    extension = require_browser()
     scratch = tmp_path_factory.mktemp("runs-table")
     root = scratch / "root"
     root.mkdir()
