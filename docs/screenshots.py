@@ -24,7 +24,15 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))  # the lab launcher the browser tests use
 
-from lab_server import CHROMIUM, CHROMIUM_ARGS, free_port, labextension_dir, running_lab, use_theme  # noqa: E402
+from lab_server import (  # noqa: E402
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    free_port,
+    labextension_dir,
+    running_lab,
+    set_sidebar_width,
+    use_theme,
+)
 
 THEMES = {"light": "JupyterLab Light", "dark": "JupyterLab Dark"}
 VIEWS = ("sidebar", "runs-table", "compare", "models")
@@ -52,16 +60,6 @@ def build_workspace(root: Path, port: int) -> subprocess.Popen[bytes]:
 
 def run_command(page: Any, command: str, args: dict[str, Any] | None = None) -> None:
     page.evaluate("([c, a]) => window.jupyterapp.commands.execute(c, a)", [command, args or {}])
-
-
-def set_sidebar_width(page: Any, width: int) -> None:
-    """Drag the handle between the left panel and the main area, as a user would."""
-    box = page.locator("#jp-left-stack").bounding_box()
-    y = box["y"] + box["height"] / 2
-    page.mouse.move(box["x"] + box["width"] + 2, y)
-    page.mouse.down()
-    page.mouse.move(box["x"] + width + 2, y, steps=5)
-    page.mouse.up()
 
 
 def settle(page: Any, seconds: float = 1.5) -> None:

@@ -141,3 +141,16 @@ def running_lab(root: Path, scratch: Path, extension: Path, timeout: float = 30)
             proc.kill()
             proc.wait()
         log.close()
+
+
+def set_sidebar_width(page: Any, width: int) -> None:
+    """Drag the handle between the left panel and the main area so the panel is `width` px wide."""
+    box = page.locator("#jp-left-stack").bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] + 2, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + width + 2, y, steps=5)
+    page.mouse.up()
+    page.wait_for_function(
+        f"Math.abs(document.querySelector('#jp-left-stack').getBoundingClientRect().width - {width}) <= 4"
+    )

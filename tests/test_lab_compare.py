@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import test_lab_extension as base
+from test_lab_experience import COLOUR_JS
 from test_lab_extension_flows import api, browser_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -24,19 +25,6 @@ VIEW = ".wb-CompareView"
 PANEL = f"{VIEW} .wb-CompareView-tablePanel"
 SHOTS = Path("/tmp")
 
-# A CSS colour as [r, g, b, alpha] in the page (a 1-pixel canvas parses any syntax).
-COLOUR_PROBE = """() => {
-  window.wbRGBA = css => {
-    const canvas = document.createElement('canvas');
-    canvas.width = canvas.height = 1;
-    const ctx = canvas.getContext('2d', { willReadFrequently: true });
-    ctx.fillStyle = css;
-    ctx.fillRect(0, 0, 1, 1);
-    const d = ctx.getImageData(0, 0, 1, 1).data;
-    return [d[0], d[1], d[2], d[3] / 255];
-  };
-  return true;
-}"""
 
 
 def add_runs(root: Path) -> list[str]:
@@ -150,7 +138,7 @@ def test_compare_reads_at_a_glance(lab: dict[str, Any]) -> None:
         page.click('.lm-Menu-itemLabel:text-is("JupyterLab Dark")')
         page.wait_for_function("document.body.dataset.jpThemeLight === 'false'")
         page.wait_for_selector("#jupyterlab-splash", state="detached")
-        page.evaluate(COLOUR_PROBE)
+        page.evaluate(COLOUR_JS)
         page.wait_for_function(  # the charts took the dark theme's colours
             f"""() => {{
               const chart = document.querySelector('{VIEW} .wb-CompareView-chart');

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import test_lab_extension as base
 from conftest import write_notebook
-from lab_server import use_theme
+from lab_server import set_sidebar_width, use_theme
 from test_lab_extension_flows import ACCEPT, DIALOG, api, browser_page, model_run
 
 lab = base.lab  # the fixture: a running `jupyter lab` with the extension on a fresh workspace
@@ -201,19 +201,6 @@ def open_run_dialog(page: Any, lab: dict[str, Any], notebook: str) -> Any:
 
 def visible_toasts(page: Any) -> list[str]:
     return [t.inner_text() for t in page.query_selector_all(TOAST) if t.is_visible()]
-
-
-def set_sidebar_width(page: Any, width: int) -> None:
-    """Drag the handle between the left panel and the main area so the panel is `width` px wide."""
-    box = page.locator("#jp-left-stack").bounding_box()
-    y = box["y"] + box["height"] / 2
-    page.mouse.move(box["x"] + box["width"] + 2, y)
-    page.mouse.down()
-    page.mouse.move(box["x"] + width + 2, y, steps=5)
-    page.mouse.up()
-    page.wait_for_function(
-        f"Math.abs(document.querySelector('#jp-left-stack').getBoundingClientRect().width - {width}) <= 4"
-    )
 
 
 def contrast(page: Any, selector: str) -> float:

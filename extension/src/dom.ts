@@ -18,3 +18,20 @@ export function el<K extends keyof HTMLElementTagNameMap>(
   }
   return node;
 }
+
+/**
+ * Make `line` a disclosure control (a click or Enter/Space toggles what it shows), announced to
+ * assistive technology as a button that is `expanded` or not.
+ */
+export function disclosure(line: HTMLElement, expanded: boolean, toggle: () => void): void {
+  line.tabIndex = 0;
+  line.setAttribute('role', 'button');
+  line.setAttribute('aria-expanded', String(expanded));
+  line.onclick = toggle;
+  line.onkeydown = event => {
+    if (event.key === 'Enter' || event.key === ' ') {
+      event.preventDefault();
+      line.click();
+    }
+  };
+}

@@ -15,7 +15,7 @@ import {
   requestAPI
 } from './api';
 import { confirmAction } from './dialogs';
-import { el } from './dom';
+import { disclosure, el } from './dom';
 import { formatMetric, formatSince } from './format';
 import { PRODUCTION, SidebarSection, button, showError } from './sidebarSection';
 
@@ -123,19 +123,10 @@ export class ModelsSection {
       line.appendChild(el('span', 'wb-Alias', `${alias} → v${version}`));
     }
     line.title = [model.name, model.description].filter(Boolean).join('\n') + '\nClick for its versions.';
-    line.tabIndex = 0;
-    line.setAttribute('role', 'button');
-    line.setAttribute('aria-expanded', String(this.openModel === model.name));
-    line.onclick = () => {
+    disclosure(line, this.openModel === model.name, () => {
       this.openModel = this.openModel === model.name ? null : model.name;
       void this.load();
-    };
-    line.onkeydown = event => {
-      if (event.key === 'Enter' || event.key === ' ') {
-        event.preventDefault();
-        line.click();
-      }
-    };
+    });
     item.appendChild(line);
     if (this.openModel === model.name) {
       const detail = el('div', 'wb-Muted', 'Loading…');

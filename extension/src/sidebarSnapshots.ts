@@ -4,7 +4,7 @@
  * column's full statistics in the row's tooltip).
  */
 import { ISnapshot, errorText, requestAPI } from './api';
-import { el } from './dom';
+import { disclosure, el } from './dom';
 import { formatValue } from './format';
 import { SidebarSection, showError } from './sidebarSection';
 
@@ -36,19 +36,10 @@ export class SnapshotsSection {
       const size = `${snap.row_count} rows × ${snap.columns.length} cols`;
       line.append(el('span', 'wb-Snapshot-ref', snap.ref), el('span', 'wb-Muted wb-Snapshot-size', size));
       line.title = [snap.ref, size, snap.description || snap.source].filter(Boolean).join('\n');
-      line.tabIndex = 0;
-      line.setAttribute('role', 'button');
-      line.setAttribute('aria-expanded', String(this.openRef === snap.ref));
-      line.onclick = () => {
+      disclosure(line, this.openRef === snap.ref, () => {
         this.openRef = this.openRef === snap.ref ? null : snap.ref;
         void this.load();
-      };
-      line.onkeydown = event => {
-        if (event.key === 'Enter' || event.key === ' ') {
-          event.preventDefault();
-          line.click();
-        }
-      };
+      });
       item.appendChild(line);
       if (this.openRef === snap.ref) {
         item.appendChild(el('div', 'wb-Muted', 'Loading…'));
