@@ -111,6 +111,16 @@ def record_package_version(ws, run_id: str, package: str, version: str) -> None:
     assert rebuild_catalog(ws)["runs_recovered"] == 1
 
 
+def committed_notebook(repo: Path, name: str, parameters: str, *cells: str) -> Path:
+    """A notebook committed as the only file of a new git repository `repo`."""
+    repo.mkdir()
+    git(repo, "init", "-q")
+    nb = write_notebook(repo / name, parameters, *cells)
+    git(repo, "add", name)
+    git(repo, "commit", "-q", "-m", "the notebook")
+    return nb
+
+
 def reproducibility_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
     return [str(w.message) for w in caught if issubclass(w.category, ReproducibilityWarning)]
 
@@ -118,11 +128,7 @@ def reproducibility_warnings(caught: list[warnings.WarningMessage]) -> list[str]
 @pytest.mark.slow
 def test_a_rerun_warns_when_the_commit_and_the_packages_changed_since_the_original(ws, tmp_path, capsys):
     repo = tmp_path / "project"
-    repo.mkdir()
-    git(repo, "init", "-q")
-    nb = write_notebook(repo / "square.ipynb", "x = 3", "import workbench as wb\nwb.log_metric('sq', x * x)")
-    git(repo, "add", "square.ipynb")
-    git(repo, "commit", "-q", "-m", "the notebook")
+    nb = committed_notebook(repo, "square.ipynb", "x = 3", "import workbench as wb\nwb.log_metric('sq', x * x)")
     old_commit = git(repo, "rev-parse", "HEAD")
     original = wb.run(nb)
     assert original.status == "finished" and original.git_commit == old_commit
@@ -152,12 +158,8 @@ def test_a_rerun_warns_when_the_commit_and_the_packages_changed_since_the_origin
 
 @pytest.mark.slow
 def test_a_rerun_on_the_same_commit_and_packages_does_not_warn(ws, tmp_path):
-    repo = tmp_path / "project"
-    repo.mkdir()
-    git(repo, "init", "-q")
-    nb = write_notebook(repo / "same.ipynb", "x = 1", "import workbench as wb\nwb.log_metric('x', x)")
-    git(repo, "add", "same.ipynb")
-    git(repo, "commit", "-q", "-m", "the notebook")
+    body = "import workbench as wb\nwb.log_metric('x', x)"
+    nb = committed_notebook(tmp_path / "project", "same.ipynb", "x = 1", body)
     original = wb.run(nb)
 
     with warnings.catch_warnings(record=True) as caught:
