@@ -1,22 +1,24 @@
-"""The JupyterLab front end with 1,000 runs: Runs section and Compare view in headless Chromium.
+"""The JupyterLab front end with 1,000 runs: the Runs table and the Compare view in headless Chromium.
 
-Issue 7 item 7: the Runs section and the Compare view each show 1,000 runs in under 2 s. There is
-no other tool to race here, so each figure is an absolute time set against the 2 s target: the
-"baseline" series is that constant target (not a measurement), the ratio is measured / 2 s and
-the figure is met when the ratio is <= 1.
+Issue 7 item 7: the runs view and the Compare view each show 1,000 runs in under 2 s. The sidebar
+lists only the 50 most recent runs since issue 16; all of them are in the main-area Runs table,
+so that is what is timed here. There is no other tool to race here, so each figure is an absolute
+time set against the 2 s target: the "baseline" series is that constant target (not a
+measurement), the ratio is measured / 2 s and the figure is met when the ratio is <= 1.
 
 Setup (once, untimed): a workspace with `runs` finished runs recorded through the real run
 lifecycle (`create_run` + `record.end("finished")`, then one `ingest_pending`), each with three
 params, a 5-step `loss` curve and an `accuracy`. Every trial is a fresh process that starts its
-own `jupyter lab` on that workspace and a fresh headless Chromium, loads JupyterLab, then times
+own `jupyter lab` on that workspace (`tests/lab_server.py`, as the browser tests do) and a fresh
+headless Chromium, loads JupyterLab, opens the Workbench sidebar, then times
 
-- Runs: from clicking the Workbench sidebar tab to `runs` rows in the Runs table (the sidebar's
-  first REST calls, JSON, DOM rendering);
-- Compare: with the first `compare_runs` rows ticked (50, and all 1,000: a separate lab and
-  browser for each size, so each is the first Compare of its page and server process), from
-  clicking *Compare* to the first plotly chart painted (`compare_s`; the plotly chunk is fetched
-  and evaluated when runs are ticked, which a benchmark does only milliseconds before clicking),
-  and to all charts plus the diff table (`compare_all_s`).
+- Runs: from clicking the sidebar's *All runs…* to every one of the `runs` rows loaded in the Runs
+  table (REST, columnar JSON, the grid's first paint);
+- Compare: with the first `compare_runs` rows of the table selected (50, and all 1,000: a separate
+  lab and browser for each size, so each is the first Compare of its page and server process),
+  from clicking *Compare* to the first plotly chart painted (`compare_s`; the plotly chunk is
+  fetched and evaluated when runs are selected, which a benchmark does only milliseconds before
+  clicking), and to all charts plus the diff table (`compare_all_s`).
 
 Times are taken in the page (`performance.now()`): from the click's pointerdown to the first
 painted frame after the condition holds (MutationObserver, then requestAnimationFrame + a task),
@@ -28,35 +30,23 @@ Run a single trial: `python -m benchmarks.bench_extension lab ROOT RUNS COMPARE_
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from benchmarks.harness import Comparison, Series, Trial, report_trial, run_trial
 
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))  # the lab launcher the browser tests use
+
+from lab_server import CHROMIUM, CHROMIUM_ARGS, labextension_dir, running_lab  # noqa: E402
+
 MODULE = "benchmarks.bench_extension"
 TARGET_S = 2.0
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-TOKEN = "workbench-bench"
 SIDEBAR_TAB = '.jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id="workbench-sidebar"]'
-REPO = Path(__file__).resolve().parent.parent
-VENV_BIN = Path(sys.executable).parent
+TABLE = "document.querySelector('.wb-RunsTable')"
 
 
 def build_workspace(root: Path, runs: int) -> None:
@@ -80,66 +70,6 @@ def build_workspace(root: Path, runs: int) -> None:
     ingest_pending(ws)
     if any((ws.root / "pending").iterdir()):
         raise RuntimeError("runs are still pending after ingest_pending")
-
-
-def _labextension_dir() -> Path:
-    built = REPO / "workbench" / "labextension"
-    if (built / "package.json").is_file():
-        return built
-    installed = Path(sys.prefix) / "share" / "jupyter" / "labextensions" / "workbench-jupyterlab"
-    if (installed / "package.json").is_file():
-        return installed
-    raise SystemExit("The front end is not built (make setup, or jlpm build:prod in extension/).")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_lab(root: Path, scratch: Path) -> tuple[subprocess.Popen, str]:
-    """A `jupyter lab` on `root` with the extension and isolated Jupyter folders; returns (process, URL)."""
-    data_dir = scratch / "jupyter-data"
-    (data_dir / "labextensions").mkdir(parents=True)
-    (data_dir / "labextensions" / "workbench-jupyterlab").symlink_to(_labextension_dir(), target_is_directory=True)
-    config_dir = scratch / "jupyter-config"
-    config_dir.mkdir()
-    (config_dir / "jupyter_server_config.json").write_text(
-        json.dumps({"ServerApp": {"jpserver_extensions": {"workbench.jupyter": True}}})
-    )
-    settings = scratch / "lab-settings" / "@jupyterlab" / "apputils-extension"
-    settings.mkdir(parents=True)
-    (settings / "notification.jupyterlab-settings").write_text(
-        json.dumps({"fetchNews": "false", "checkForUpdates": False})
-    )
-    env = {k: v for k, v in os.environ.items() if k != "WORKBENCH_HOME"}
-    env.update(
-        JUPYTER_PATH=str(data_dir),
-        JUPYTER_CONFIG_DIR=str(config_dir),
-        JUPYTERLAB_SETTINGS_DIR=str(scratch / "lab-settings"),
-        JUPYTERLAB_WORKSPACES_DIR=str(scratch / "lab-workspaces"),
-    )
-    port = _free_port()
-    log = open(scratch / "lab.log", "wb")  # noqa: SIM115 - the child keeps it; closed with the scratch folder
-    proc = subprocess.Popen(
-        [str(VENV_BIN / "jupyter"), "lab", "--no-browser", "--allow-root", "--ip", "127.0.0.1",
-         "--port", str(port), f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={root}"],
-        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/workbench/api/snapshots?token={TOKEN}", timeout=2) as answer:
-                if answer.status == 200:
-                    return proc, f"{base}/lab?token={TOKEN}"
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError("jupyter lab did not start:\n" + (scratch / "lab.log").read_text()[-3000:])
-        time.sleep(0.25)
 
 
 #: In-page clock: `__wbStart` = the click's pointerdown reaching the page; `__wbDone` = the first
@@ -176,28 +106,32 @@ def measure(url: str, runs: int, compare_runs: int) -> dict[str, float]:
             page = browser.new_page(viewport={"width": 1500, "height": 900})
             page.goto(url)
             page.wait_for_selector("#jp-main-dock-panel", timeout=60_000)
-            page.wait_for_selector(SIDEBAR_TAB, timeout=30_000)
+            page.click(SIDEBAR_TAB, timeout=30_000)
+            page.wait_for_selector(".wb-Runs-all", timeout=30_000)
             page.wait_for_timeout(1000)  # let JupyterLab finish its start-up requests
 
-            rows = f"document.querySelectorAll('.wb-Run').length >= {runs}"
+            loaded = (f"{TABLE} !== null && {TABLE}.dataset.state === 'complete'"
+                      f" && Number({TABLE}.dataset.rows) >= {runs}")  # fmt: skip
             try:
-                runs_s = timed_click(page, SIDEBAR_TAB, rows, 60_000)
+                runs_s = timed_click(page, ".wb-Runs-all", loaded, 60_000)
             except Exception as exc:
-                shown = page.evaluate("document.querySelectorAll('.wb-Run').length")
-                raise RuntimeError(f"the Runs section shows {shown} rows, not {runs}") from exc
+                shown = page.evaluate(f"{TABLE} && {TABLE}.dataset.rows")
+                raise RuntimeError(f"the Runs table shows {shown} rows, not {runs}") from exc
 
+            # Select the first `compare_runs` rows as a user would: click the first, shift-click the last.
             ticked = page.evaluate(
-                "(n) => { const boxes = Array.from(document.querySelectorAll('.wb-Run .wb-Run-select')).slice(0, n);"
-                " boxes.forEach(b => { if (!b.checked) b.click(); }); return boxes.length; }",
+                f"(n) => {{ const t = {TABLE}.wbRunsTable; t.clickRow(0, 'only'); t.clickRow(n - 1, 'range');"
+                " return t.selection.length; }",
                 compare_runs,
             )
             page.wait_for_function(
-                f"document.querySelector('.wb-Runs-compare').textContent === 'Compare ({ticked})'", timeout=10_000
+                f"document.querySelector('.wb-RunsTable-compare').textContent === 'Compare ({ticked})'",
+                timeout=10_000,
             )
             answers: list = []  # the compare API's response: how many charts the view will draw
             page.on("response", lambda r: answers.append(r) if "/workbench/api/compare" in r.url else None)
             chart = "document.querySelector('.wb-CompareView-chart .main-svg') !== null"
-            compare_s = timed_click(page, ".wb-Runs-compare", chart, 120_000)
+            compare_s = timed_click(page, ".wb-RunsTable-compare", chart, 120_000)
             started = page.evaluate("window.__wbStart")
             deadline = time.monotonic() + 60
             while not answers and time.monotonic() < deadline:
@@ -219,19 +153,14 @@ def measure(url: str, runs: int, compare_runs: int) -> dict[str, float]:
 def trial(case: str, root: str, runs: str, compare_runs: str) -> None:
     if case != "lab":
         raise SystemExit(f"unknown case {case}")
-    if not CHROMIUM.exists():
-        raise SystemExit("Chromium is not installed (apt-get install -y chromium)")
+    extension = labextension_dir()
+    if CHROMIUM is None or extension is None:
+        raise SystemExit("Needs chromium on PATH (apt-get install -y chromium) and a built extension (make setup).")
     scratch = Path(tempfile.mkdtemp(prefix="wb-bench-lab-"))
-    proc, url = start_lab(Path(root), scratch)
     try:
-        result = measure(url, int(runs), int(compare_runs))
+        with running_lab(Path(root), scratch, extension, timeout=60) as lab:
+            result = measure(lab["url"], int(runs), int(compare_runs))
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
         shutil.rmtree(scratch, ignore_errors=True)
     report_trial(result.pop("runs_s"), **result)
 
@@ -254,8 +183,8 @@ def run(repeats: int = 3, runs: int = 1000, compare_runs: tuple[int, ...] = (50,
     how = "ratio = measured / target; met when <= 1; the baseline column is the target, not a measured tool"
     every = Series("Workbench in JupyterLab", [t for s in series.values() for t in s.trials])
     note = f"{runs:,} finished runs, fresh lab + Chromium per trial; {how}"
-    results = [Comparison(f"Runs section shows {runs:,} runs (tab click -> rows)", every, _target(every), target=1.0,
-                          note=note)]  # fmt: skip
+    title = f"Runs table shows {runs:,} runs (All runs… click -> every row loaded)"
+    results = [Comparison(title, every, _target(every), target=1.0, note=note)]
     for subject in series.values():
         compared, figures = subject.trials[0].extra["compared"], subject.trials[0].extra["figures"]
         target = _target(subject)
