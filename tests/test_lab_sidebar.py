@@ -264,3 +264,18 @@ def test_failed_run_shows_its_error_once_at_the_top(lab: dict[str, Any]) -> None
             "sel => document.querySelector(sel).getBoundingClientRect().top >= 0", arg=f"{view} .wb-RunHeader-error"
         )
         page.screenshot(path="/tmp/workbench-lab-failed-run-once.png")
+
+
+def test_a_failing_serving_list_is_an_error_not_no_servers(lab: dict[str, Any]) -> None:
+    """When the list of model servers cannot be read, Serving says so; it never claims none run."""
+    with browser_page(lab["url"]) as page:
+        page.route(
+            "**/workbench/api/serving*",
+            lambda route: route.fulfill(status=500, content_type="application/json",
+                                        body='{"error": "status folder unreadable"}'),
+        )  # fmt: skip
+        page.click(base.SIDEBAR_TAB)
+        error = page.wait_for_selector(".wb-Serving .wb-Error")
+        assert "Cannot list the model servers" in error.inner_text(), error.inner_text()
+        assert "status folder unreadable" in error.inner_text(), error.inner_text()
+        assert "No model servers running" not in page.inner_text(".wb-Serving")

@@ -9,7 +9,6 @@ import {
   IModelDetail,
   IModelServer,
   IModelSummary,
-  WorkbenchAPIError,
   errorText,
   postAPI,
   requestAPI
@@ -76,19 +75,16 @@ export class ModelsSection {
     try {
       models = await requestAPI<IModelSummary[]>('models');
     } catch (error) {
-      if (error instanceof WorkbenchAPIError && error.status === 501) {
-        body.textContent = '';
-        body.appendChild(el('div', 'wb-Empty', 'The model registry is not available in this installation.'));
-        return;
-      }
       showError(body, error);
       return;
     }
+    // Which servers run is asked separately: a failure says so under Serving, never "none running".
     let servers: IModelServer[] = [];
+    let servingError: unknown = null;
     try {
       servers = await requestAPI<IModelServer[]>('serving');
-    } catch {
-      servers = [];
+    } catch (error) {
+      servingError = error;
     }
     this.section.setCount(models.length ? String(models.length) : '');
     const scroll = body.scrollTop;
@@ -103,7 +99,9 @@ export class ModelsSection {
     body.appendChild(list);
     const serving = el('div', 'wb-Serving');
     serving.appendChild(el('h3', '', 'Serving'));
-    if (!servers.length) {
+    if (servingError !== null) {
+      serving.appendChild(el('div', 'wb-Error', `Cannot list the model servers: ${errorText(servingError)}`));
+    } else if (!servers.length) {
       serving.appendChild(el('div', 'wb-Empty', 'No model servers running.'));
     }
     for (const server of servers) {
