@@ -37,9 +37,6 @@ class RunsHandler(WorkbenchHandler):
     cheaper to build (each column is converted once rather than each cell checked).
     """
 
-    #: What the runs table shows that `runs()` leaves out: who started a run and when it began.
-    DETAIL_COLUMNS = ("creator", "started_at")
-
     @tornado.web.authenticated
     @guarded
     async def get(self) -> None:
@@ -74,25 +71,14 @@ class RunsHandler(WorkbenchHandler):
     @classmethod
     def columnar(cls, frame: Any, ws: Workspace) -> dict[str, Any]:
         """`frame` (from `runs()`) column by column with JSON-safe values, plus `DETAIL_COLUMNS`."""
-        from workbench.catalog import connect
+        from workbench.runs.query import DETAIL_COLUMNS, run_details
 
-        details: dict[str, tuple[Any, ...]] = {}
-        if len(frame):
-            with connect(ws) as con:
-                con.register("__wb_table_ids", frame[["run_id"]])
-                try:
-                    found = con.execute(
-                        f"SELECT run_id, {', '.join(cls.DETAIL_COLUMNS)} FROM runs "
-                        "WHERE run_id IN (SELECT run_id FROM __wb_table_ids)"
-                    ).fetchall()
-                finally:
-                    con.unregister("__wb_table_ids")
-            details = {row[0]: row[1:] for row in found}
+        details = run_details(frame["run_id"], ws)
         columns = [str(name) for name in frame.columns]
         data = [cls.column_values(frame[name]) for name in frame.columns]
-        for index, name in enumerate(cls.DETAIL_COLUMNS):
+        for index, name in enumerate(DETAIL_COLUMNS):
             columns.append(name)
-            data.append([to_jsonable(details.get(run_id, (None,) * len(cls.DETAIL_COLUMNS))[index])
+            data.append([to_jsonable(details.get(run_id, (None,) * len(DETAIL_COLUMNS))[index])
                          for run_id in frame["run_id"]])  # fmt: skip
         return {"columns": columns, "data": data, "rows": len(frame)}
 
