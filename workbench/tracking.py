@@ -13,6 +13,7 @@ import atexit
 import math
 import os
 import re
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 from workbench.errors import ValidationError, WorkbenchError
 from workbench.names import validate_name
 from workbench.runs import artifacts
-from workbench.runs.events import ENV_PINS, ENV_RUN_ID, Heartbeat, now_iso, run_dir
+from workbench.runs.events import ENV_PINS, ENV_RUN_ID, Heartbeat, metric_line, metric_prefix, now_iso, run_dir
 from workbench.runs.ids import check_run_id
 from workbench.runs.ingest import writer_for
 from workbench.runs.lifecycle import RunRecord, create_run
@@ -33,6 +34,8 @@ _lock = threading.Lock()
 _active: _ActiveRun | None = None
 _experiment: str | None = None
 _pending_inputs: dict[tuple[str, int], None] = {}  # read before the interactive run existed
+_metric_prefixes: dict[str, str] = {}  # valid metric name -> start of its event line
+_METRIC_PREFIXES_MAX = 10_000
 
 
 class _ActiveRun:
@@ -63,14 +66,12 @@ def _on_exit() -> None:
 
 def _install_hooks() -> None:
     atexit.register(_on_exit)
-    try:
-        from IPython import get_ipython
-
-        shell = get_ipython()
-        if shell is not None:
-            shell.events.register("post_run_cell", _flush_active)
-    except ImportError:
-        pass
+    # A kernel has imported IPython long before user code runs; a plain script has no shell to hook
+    # into, and importing IPython only to learn that would cost it a noticeable part of a second.
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    if shell is not None:
+        shell.events.register("post_run_cell", _flush_active)
 
 
 def active_run(create: bool = True) -> _ActiveRun | None:
@@ -143,13 +144,28 @@ def _number(key: str, value: Any) -> float:
     return float(value) if math.isfinite(value) else float("nan")
 
 
+def _metric_prefix(key: object) -> str:
+    """The validated metric name's event line prefix (cached: a series logs the same names again and again)."""
+    prefix = _metric_prefixes.get(key) if type(key) is str else None
+    if prefix is None:
+        key = _key(key, "metric")
+        if len(_metric_prefixes) >= _METRIC_PREFIXES_MAX:
+            _metric_prefixes.clear()
+        prefix = _metric_prefixes[key] = metric_prefix(key)
+    return prefix
+
+
 def log_metric(key: str, value: float, step: int | None = None) -> None:
     """Record a metric value (call repeatedly with `step` for a series)."""
-    key = _key(key, "metric")
-    number = _number(key, value)
-    if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
+    prefix = _metric_prefix(key)
+    # Plain finite floats skip the general conversion (numpy scalars, ints, NaN/inf, bad types).
+    number = value if type(value) is float and value - value == 0.0 else _number(key, value)
+    if step is not None and type(step) is not int and (isinstance(step, bool) or not isinstance(step, int)):
         raise ValidationError(f"step must be an integer, got {step!r}.")
-    active_run().record.writer.emit("metric", key=key, value=number, step=step, at=now_iso())
+    run = _active
+    if run is None or run.ended:
+        run = active_run()
+    run.record.writer.emit_line(metric_line(prefix, number, step, now_iso()))
 
 
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:

@@ -37,8 +37,36 @@ def run_dir(ws: Workspace, run_id: str) -> Path:
     return ws.runs_dir / check_run_id(run_id)
 
 
+_second: tuple[int, str] = (-1, "")  # the last whole second formatted, shared by now_iso calls within it
+
+
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    """The current UTC time as `datetime.now(timezone.utc).isoformat()` writes it (microseconds,
+    "+00:00"), without building a datetime per event: only the seconds part is formatted, once a second."""
+    global _second
+    seconds, micros = divmod(time.time_ns() // 1000, 1_000_000)
+    cached = _second
+    if cached[0] != seconds:
+        cached = _second = (seconds, datetime.fromtimestamp(seconds, timezone.utc).isoformat()[:-6])
+    return f"{cached[1]}.{micros:06d}+00:00" if micros else f"{cached[1]}+00:00"
+
+
+_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def metric_prefix(key: str) -> str:
+    """The start of a metric event line, up to its value: computed once per metric name (see `metric_line`)."""
+    return '{"t": "metric", "key": ' + json.dumps(key) + ', "value": '
+
+
+def metric_line(prefix: str, value: float, step: int | None, at: str) -> str:
+    """A metric event line, byte for byte what `EventWriter.emit("metric", key=..., value=value, step=step,
+    at=at)` writes, without a dict and a JSON encoder per point: `value` is a float, `step` an int or
+    None, `at` a `now_iso` string (nothing to escape)."""
+    number = float.__repr__(value)
+    if number[-1] in "nf":  # nan, inf, -inf: spelled as json.dumps(allow_nan=True) does
+        number = _NON_FINITE[number]
+    return f'{prefix}{number}, "step": {"null" if step is None else int.__repr__(step)}, "at": "{at}"}}'
 
 
 class EventWriter:
@@ -79,7 +107,10 @@ class EventWriter:
         self._flusher.start()
 
     def emit(self, event: str, /, **fields: Any) -> None:
-        line = json.dumps({"t": event, **fields}, default=_json_default, allow_nan=True)
+        self.emit_line(json.dumps({"t": event, **fields}, default=_json_default, allow_nan=True))
+
+    def emit_line(self, line: str) -> None:
+        """Buffer one already encoded event (a JSON object on one line, without the newline)."""
         with self._lock:
             if self._flusher is None and not self._closed.is_set():
                 self._start_flusher()
@@ -122,18 +153,52 @@ def _json_default(value: Any) -> Any:
 
 
 def read_events(path: Path) -> Iterator[dict[str, Any]]:
-    """Every complete event in a file (a torn last line from a crash is skipped)."""
+    """Every complete event in a file (a torn line from a crash is skipped)."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         return
-    for line in data.split(b"\n"):
+    yield from parse_events(data)
+
+
+_scan = json.JSONDecoder().scan_once  # the C scanner json.loads runs, with its defaults (NaN allowed)
+
+
+def parse_events(data: bytes) -> list[Any]:
+    """The events of an event file's content: one per line that is valid JSON on its own (a torn
+    line from a crash, possibly continued by a later append, is skipped), as `json.loads` of each
+    line gives them.
+
+    The file is decoded once and each line handed straight to the scanner `json.loads` ends up in,
+    which saves most of the cost of one `json.loads` call per line. Lines that call's encoding
+    detection would read differently (a byte-order mark, NUL bytes), and every line of a file that
+    is not valid UTF-8, still go through `json.loads`.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return [event for line in data.split(b"\n") if line.strip() for event in _loads(line)]
+    events = []
+    for line in text.split("\n"):
         if not line.strip():
             continue
-        try:
-            yield json.loads(line)
-        except ValueError:
+        if line[0] == "\ufeff" or "\x00" in line[:4]:
+            events += _loads(line.encode())
             continue
+        try:
+            event, end = _scan(line, len(line) - len(line.lstrip(" \t\r")))
+        except (StopIteration, ValueError):
+            continue
+        if end == len(line) or not line[end:].strip(" \t\r"):  # nothing but JSON whitespace after it
+            events.append(event)
+    return events
+
+
+def _loads(line: bytes) -> list[Any]:
+    try:
+        return [json.loads(line)]
+    except ValueError:
+        return []
 
 
 def touch_heartbeat(folder: Path) -> None:

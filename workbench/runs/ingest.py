@@ -75,6 +75,10 @@ def fold(events: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
     metrics: list[tuple[str, int | None, float, str | None]] = []
     for event in events:
         kind = event.get("t")
+        if kind == "metric":  # by far the most frequent event: checked first
+            if run is not None:
+                metrics.append((event["key"], event.get("step"), event.get("value"), event.get("at")))
+            continue
         if kind == "start":
             run = {c: event.get(c) for c in _RUN_COLUMNS}
         elif run is None:
@@ -86,8 +90,6 @@ def fold(events: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
                 run["pid"], run["host"] = event.get("pid", run.get("pid")), event.get("host", run.get("host"))
         elif kind == "param":
             params[event["key"]] = event.get("value")
-        elif kind == "metric":
-            metrics.append((event["key"], event.get("step"), event.get("value"), event.get("at")))
         elif kind == "tag":
             tags[event["key"]] = str(event.get("value"))
         elif kind == "artifact":
@@ -110,8 +112,35 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
+def _metric_columns(folded: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run_metrics rows of folded runs as columns, built a column at a time rather than a row at
+    a time (a run may log millions of points). Values and times are converted as `_number` and
+    `_parse_time` convert them one by one; a NaN value is stored as NULL, as pandas' float columns
+    always stored it."""
+    run_ids: list[str] = []
+    keys: list[str] = []
+    steps: list[Any] = []
+    values: list[Any] = []
+    times: list[Any] = []
+    for item in folded:
+        metrics = item["metrics"]
+        if not metrics:
+            continue
+        run_keys, run_steps, run_values, run_times = zip(*metrics, strict=True)
+        run_ids += [item["run"]["run_id"]] * len(metrics)
+        keys += run_keys
+        steps += run_steps if None not in run_steps else [i if s is None else s for i, s in enumerate(run_steps)]
+        values += run_values
+        times += run_times
+    if not all(type(v) is float for v in values):  # anything but what wb.log_metric writes
+        values = [_number(v) for v in values]
+    parse = datetime.fromisoformat
+    logged_at = [parse(t) if isinstance(t, str) else None for t in times]  # as _parse_time, inlined
+    return {"run_id": run_ids, "key": keys, "step": steps, "value": values, "logged_at": logged_at}
+
+
 def _frames(folded: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
-    runs, params, metrics, tags, artifacts, inputs = [], [], [], [], [], []
+    runs, params, tags, artifacts, inputs = [], [], [], [], []
     for item in folded:
         run = dict(item["run"])
         run_id = run["run_id"]
@@ -123,8 +152,6 @@ def _frames(folded: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
         for key, value in item["params"].items():
             text = value if isinstance(value, str) else json.dumps(value)
             params.append((run_id, key, json.dumps(value), _number(value), text))
-        for index, (key, step, value, at) in enumerate(item["metrics"]):
-            metrics.append((run_id, key, step if step is not None else index, _number(value), _parse_time(at)))
         tags += [(run_id, k, v) for k, v in item["tags"].items()]
         artifacts += [
             (run_id, a["name"], a["kind"], a["blob"], a.get("size"), json.dumps(a.get("meta")),
@@ -139,7 +166,7 @@ def _frames(folded: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
     return {
         "runs": pd.DataFrame(runs, columns=list(_RUN_COLUMNS)),
         "run_params": frame(params, ["run_id", "key", "value", "value_num", "value_text"]),
-        "run_metrics": frame(metrics, ["run_id", "key", "step", "value", "logged_at"]),
+        "run_metrics": pd.DataFrame(_metric_columns(folded)),
         "run_tags": frame(tags, ["run_id", "key", "value"]),
         "run_artifacts": frame(artifacts, ["run_id", "name", "kind", "blob", "size", "meta", "logged_at"]),
         "run_inputs": frame(inputs, ["run_id", "snapshot_name", "snapshot_version"]),
@@ -187,11 +214,22 @@ def _replace_rows(ws: Workspace, ids: list[str], folded: list[dict[str, Any]], f
     skipped. Returns the run ids written.
     """
     with transaction(ws) as con:
-        con.register("__wb_probe", pd.DataFrame(sizes, columns=["run_id", "events_size"]))
-        newer = {r for (r,) in con.execute(
-            "SELECT p.run_id FROM __wb_probe p JOIN run_ingest i USING (run_id) WHERE i.events_size >= p.events_size"
-        ).fetchall()}  # fmt: skip
-        con.unregister("__wb_probe")
+        # (run id, indexed from at least as many bytes already, status in the catalog) of each run
+        if len(sizes) == 1:  # a writer indexing its own run: plain comparisons cost half as much
+            [(run_id, size)] = sizes
+            state = con.execute(
+                "SELECT ?, (SELECT events_size >= ? FROM run_ingest WHERE run_id = ?), "
+                "(SELECT status FROM runs WHERE run_id = ?)",
+                [run_id, size, run_id, run_id],
+            ).fetchall()
+        else:
+            con.register("__wb_probe", pd.DataFrame(sizes, columns=["run_id", "events_size"]))
+            state = con.execute(
+                "SELECT p.run_id, i.events_size >= p.events_size, r.status FROM __wb_probe p "
+                "LEFT JOIN run_ingest i USING (run_id) LEFT JOIN runs r USING (run_id)"
+            ).fetchall()
+            con.unregister("__wb_probe")
+        newer = {run_id for run_id, indexed_more, _ in state if indexed_more}
         if newer:
             ids = [r for r in ids if r not in newer]
             folded = [item for item in folded if item["run"]["run_id"] not in newer]
@@ -199,41 +237,50 @@ def _replace_rows(ws: Workspace, ids: list[str], folded: list[dict[str, Any]], f
             frames = {table: frame[~frame["run_id"].isin(newer)] for table, frame in frames.items()}
         if not ids:
             return set()
-        con.register("__wb_ids", pd.DataFrame({"run_id": ids}))
-        _audit_transitions(con, folded)
+        if len(ids) == 1:
+            match, args = "run_id = ?", ids
+        else:
+            con.register("__wb_ids", pd.DataFrame({"run_id": ids}))
+            match, args = "run_id IN (SELECT run_id FROM __wb_ids)", []
+        _audit_transitions(con, folded, {run_id: status for run_id, _, status in state if status is not None})
         for table in RUN_TABLES:
-            con.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT run_id FROM __wb_ids)")
+            con.execute(f"DELETE FROM {table} WHERE {match}", args)
         for table, frame in frames.items():
             if len(frame):
                 con.register("__wb_rows", frame)
                 columns = ", ".join(frame.columns)
                 con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM __wb_rows")
                 con.unregister("__wb_rows")
-        con.execute(
-            "INSERT INTO run_metric_summary SELECT run_id, key, arg_max(value, step), min(value), max(value), "
-            "max(step), count(*) FROM run_metrics WHERE run_id IN (SELECT run_id FROM __wb_ids) GROUP BY run_id, key"
-        )
+        if len(frames["run_metrics"]):
+            con.execute(
+                "INSERT INTO run_metric_summary SELECT run_id, key, arg_max(value, step), min(value), max(value), "
+                f"max(step), count(*) FROM run_metrics WHERE {match} GROUP BY run_id, key",
+                args,
+            )
         con.execute(
             "INSERT INTO experiments SELECT DISTINCT r.experiment, min(r.created_at), any_value(r.creator), NULL "
-            "FROM runs r WHERE r.run_id IN (SELECT run_id FROM __wb_ids) "
-            "AND r.experiment NOT IN (SELECT name FROM experiments) GROUP BY r.experiment"
+            f"FROM runs r WHERE r.{match} AND r.experiment NOT IN (SELECT name FROM experiments) GROUP BY r.experiment",
+            args,
         )
-        con.register("__wb_sizes", pd.DataFrame(sizes, columns=["run_id", "events_size"]))
-        con.execute("DELETE FROM run_ingest WHERE run_id IN (SELECT run_id FROM __wb_ids)")
-        con.execute("INSERT INTO run_ingest SELECT run_id, events_size, now() FROM __wb_sizes")
+        con.execute(f"DELETE FROM run_ingest WHERE {match}", args)
+        if len(sizes) == 1:
+            con.execute("INSERT INTO run_ingest VALUES (?, ?, now())", list(sizes[0]))
+        else:
+            con.register("__wb_sizes", pd.DataFrame(sizes, columns=["run_id", "events_size"]))
+            con.execute("INSERT INTO run_ingest SELECT run_id, events_size, now() FROM __wb_sizes")
     return set(ids)
 
 
-def _audit_transitions(con: Any, folded: list[dict[str, Any]]) -> None:
+def _audit_transitions(con: Any, folded: list[dict[str, Any]], known: dict[str, str]) -> None:
     """One audit entry when a run is first seen started and one when it is first seen final.
 
     Runs never write the catalog while they work, so their transitions are audited here, when
     the catalog learns about them, in the same transaction that indexes them, stamped with the
     times the run itself recorded (the runner indexes a run as it starts, in the background).
+    `known`: the status the catalog had for each run it already knew.
     """
     from workbench import audit
 
-    known = dict(con.execute("SELECT r.run_id, r.status FROM runs r JOIN __wb_ids USING (run_id)").fetchall())
     for item in folded:
         run = item["run"]
         before, now = known.get(run["run_id"]), run["status"]
