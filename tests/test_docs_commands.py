@@ -52,6 +52,8 @@ SKIP: dict[str, str] = {
     ".venv/bin/pytest": "runs part of the test suite (tests/security, tests/reliability), which make test runs",
     "workbench sweep notebooks/02_train.ipynb --grid learning_rate=0.03,0.1 --executor dask":
         "needs a Dask cluster at tcp://scheduler:8786; the Dask executor is tested in tests/test_sweeps.py",
+    "workbench server --host 0.0.0.0":
+        "serves HTTPS with a certificate of your own on every interface; tests/test_team_server.py starts it with TLS",
 }  # fmt: skip
 
 # Commands that serve until stopped: started in the background, ready once GET /health answers
@@ -59,6 +61,7 @@ SKIP: dict[str, str] = {
 BACKGROUND: dict[str, str] = {
     "workbench serve": "serves until Ctrl+C",
     "workbench guard": "serves (and guards) until Ctrl+C",
+    "workbench server --port": "serves the workspace to a team until Ctrl+C",
 }
 DEFAULT_PORT = 8000  # of serve and guard
 
@@ -89,6 +92,7 @@ SETUP: dict[str, list[str]] = {
         "(umask 077; echo s3cret > ~/.wb-token)",
     ],
     "docs/governance.md": [*QUICKSTART, SWEEP + "learning_rate=0.05,0.3", PROMOTE_A],
+    "docs/team.md": QUICKSTART,
 }
 
 

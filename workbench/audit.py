@@ -89,3 +89,45 @@ def entries(
             params,
         ).fetchall()
     return [AuditEntry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]) if r[5] else None, r[6]) for r in rows]
+
+
+def parse_since(text: str | datetime | None, option: str = "since") -> datetime | None:
+    """An ISO date or time (naive: UTC) as a datetime; anything else is a ValidationError naming `option`."""
+    from workbench.errors import ValidationError
+
+    if text is None or isinstance(text, datetime):
+        moment = text
+    elif not text:
+        return None
+    else:
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            hint = "Use an ISO date or time, e.g. 2026-01-31 or 2026-01-31T12:00."
+            raise ValidationError(f"Invalid {option} {text!r}.", hint) from None
+    return moment if moment is None or moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def search(
+    model: str | None = None,
+    target: str | None = None,
+    action: str | None = None,
+    since: str | datetime | None = None,
+    limit: int | None = None,
+    ws: Workspace | None = None,
+    flag: str = "",
+) -> list[AuditEntry]:
+    """The filters of `workbench audit` and of the team server's `GET /api/v1/audit`, checked:
+    entries about one `model` (or one `target`), of one `action`, at or after `since` (ISO text),
+    oldest first; with `limit`, only the newest `limit` of them. `flag` prefixes the option names
+    in error messages ("--" for the command line)."""
+    from workbench.errors import ValidationError
+    from workbench.names import validate_name
+
+    if model and target:
+        raise ValidationError(f"Give {flag}model or {flag}target, not both.")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValidationError(f"{flag}limit must be at least 1, got {limit}.")
+    where = f"model:{validate_name(model, 'model name')}" if model else target
+    found = entries(target=where, action=action, since=parse_since(since, f"{flag}since"), ws=ws)
+    return found[-limit:] if limit is not None else found  # the newest are what people ask for

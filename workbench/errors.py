@@ -51,5 +51,9 @@ class StoreBusyError(WorkbenchError):
     exit_code = 3
 
 
+class WriteConflictError(StoreBusyError):
+    """Two concurrent writes touched the same catalog rows; this one was rolled back and may be retried."""
+
+
 class BlobIntegrityError(WorkbenchError):
     """A stored file's bytes no longer match the hash it was stored under: it is not read."""

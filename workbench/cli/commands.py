@@ -7,6 +7,7 @@ from workbench.cli import (  # noqa: F401
     model_cmds,
     run_cmds,
     runs_cmds,
+    server_cmds,
     snapshot_cmds,
     workspace_cmds,
 )

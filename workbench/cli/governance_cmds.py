@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
@@ -67,16 +66,6 @@ def fairness_cmd(
                   f"equalized odds difference {report.equalized_odds_difference:.4f}")  # fmt: skip
 
 
-def _since(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        fail(f"Invalid --since {text!r}.", "Use an ISO date or time, e.g. 2026-01-31 or 2026-01-31T12:00.")
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
 @app.command("audit")
 def audit_cmd(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Only entries about this model."),
@@ -87,17 +76,9 @@ def audit_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Who changed what, when and why (oldest first)."""
-    from workbench.audit import entries
-    from workbench.names import validate_name
+    from workbench.audit import search
 
-    if model and target:
-        fail("Give --model or --target, not both.")
-    if limit is not None and limit < 1:
-        fail(f"--limit must be at least 1, got {limit}.")
-    where = f"model:{validate_name(model, 'model name')}" if model else target
-    found = entries(target=where, action=action, since=_since(since), ws=workspace())
-    if limit is not None:
-        found = found[-limit:]  # entries() limits from the oldest; the newest are what people ask for
+    found = search(model, target, action, since, limit, ws=workspace(), flag="--")
     if as_json:
         print_json([e.to_dict() for e in found])
         return

@@ -43,7 +43,7 @@ def _render(cmd: Any, path: list[str], out: list[str]) -> None:
         out.append(cmd.help.strip().split("\n\n")[0] + "\n")
     params = [p for p in cmd.params if p.name not in ("help",)]
     is_group = hasattr(cmd, "commands")
-    if params and not is_group:
+    if params and (not is_group or getattr(cmd, "invoke_without_command", False)):  # `workbench server` runs too
         out.append("\n".join(_param_line(p) for p in params) + "\n")
     if is_group:
         for name in sorted(cmd.commands):

@@ -11,13 +11,10 @@ import tornado.web
 
 from workbench.errors import ValidationError, WorkbenchError
 from workbench.jupyter.base import (
-    DEFAULT_RUNS_LIMIT,
-    MAX_RUNS_LIMIT,
     WorkbenchHandler,
     frame_records,
     guarded,
     text_field,
-    to_jsonable,
 )
 from workbench.jupyter.forms import check_run_form, check_sweep_form, run_form
 from workbench.runs.ids import check_run_id
@@ -30,77 +27,29 @@ from workbench.workspace import Workspace
 class RunsHandler(WorkbenchHandler):
     """GET runs (filtered table) and POST runs (start a notebook in the background).
 
-    GET answers a list of row objects, or with `format=columns` the table column by column:
-    `{"columns": [name, ...], "data": [[every value of column 0], ...], "rows": n}`, plus the
-    `creator` and `started_at` of each run. The JupyterLab runs table asks for that form: for
-    10,000 wide runs it is about half the bytes (no key repeated in every row) and several times
-    cheaper to build (each column is converted once rather than each cell checked).
+    GET answers a list of row objects, or with `format=columns` the table column by column (see
+    `workbench.httpapi.runs_answer_json`; the team server's `GET /api/v1/runs` answers the same).
     """
 
     @tornado.web.authenticated
     @guarded
     async def get(self) -> None:
-        from workbench.runs.query import runs
+        from workbench.httpapi import runs_answer_json, runs_request
 
-        experiments = [e for arg in self.get_query_arguments("experiment") for e in arg.split(",") if e]
-        order = [o for o in self.get_query_arguments("order_by") if o.strip()]
-        limit = self.int_argument("limit", DEFAULT_RUNS_LIMIT, 0, MAX_RUNS_LIMIT)
-        shape = self.get_query_argument("format", None) or "records"
-        if shape not in ("records", "columns"):
-            raise ValidationError(f"format must be 'records' or 'columns', not {shape[:40]!r}.")
+        arguments, shape = runs_request(
+            self.get_query_arguments("experiment"), self.get_query_argument("filter", None),
+            self.get_query_arguments("order_by"), self.get_query_argument("limit", None),
+            self.get_query_argument("status", None), self.get_query_argument("format", None),
+        )  # fmt: skip
+        # JSON bytes from the worker thread: a 30,000-run table is ~60 MB, too long to write in the event loop
+        body = await self.call(lambda ws: runs_answer_json(arguments, shape, ws).encode())
+        self.set_header("Content-Type", "application/json")
+        self.finish(body)
 
-        arguments = {
-            "experiment": (experiments[0] if len(experiments) == 1 else experiments) if experiments else None,
-            "filter": self.get_query_argument("filter", None) or None,
-            "order_by": (order[0] if len(order) == 1 else order) if order else None,
-            "limit": limit,
-            "status": self.get_query_argument("status", None) or None,
-        }
-
-        def query(ws: Workspace) -> Any:
-            frame = runs(**arguments, ws=ws)
-            return self.columnar(frame, ws) if shape == "columns" else frame_records(frame)
-
-        result = await self.call(query)
-        if shape == "records":
-            self.reply(result)
-            return
-        self.set_header("Content-Type", "application/json")  # already JSON-safe: skip reply()'s walk
-        self.finish(json.dumps(result, allow_nan=False, separators=(",", ":")))
-
-    @classmethod
-    def columnar(cls, frame: Any, ws: Workspace) -> dict[str, Any]:
-        """`frame` (from `runs()`) column by column with JSON-safe values, plus `DETAIL_COLUMNS`."""
-        from workbench.runs.query import DETAIL_COLUMNS, run_details
-
-        details = run_details(frame["run_id"], ws)
-        columns = [str(name) for name in frame.columns]
-        data = [cls.column_values(frame[name]) for name in frame.columns]
-        for index, name in enumerate(DETAIL_COLUMNS):
-            columns.append(name)
-            data.append([to_jsonable(details.get(run_id, (None,) * len(DETAIL_COLUMNS))[index])
-                         for run_id in frame["run_id"]])  # fmt: skip
-        return {"columns": columns, "data": data, "rows": len(frame)}
-
-    @staticmethod
-    def column_values(series: Any) -> list[Any]:
-        """One column as a JSON-safe list: NaN/NaT/NA -> None, times -> ISO text, numpy -> Python."""
-        import numpy as np
-        import pandas as pd
-
-        kind = series.dtype.kind
-        if kind == "f":
-            values = series.to_numpy(dtype=float)
-            out = values.tolist()
-            for index in np.flatnonzero(~np.isfinite(values)):
-                out[index] = None
-            return out
-        if kind in "iub":
-            return series.tolist()
-        if kind == "M":
-            return [None if pd.isna(v) else v.isoformat() for v in series]
-        return [v if isinstance(v, str) else None if v is None or (np.ndim(v) == 0 and pd.isna(v))
-                else to_jsonable(v) for v in series.astype(object)]  # fmt: skip
+    def compute_etag(self) -> None:
+        """No ETag: tornado would hash every byte of the reply (50 ms for a wide table) on the event
+        loop, and JupyterLab's requests bypass the HTTP cache (`cache: 'no-store'`) anyway."""
+        return None
 
     @tornado.web.authenticated
     @guarded

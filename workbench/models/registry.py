@@ -19,6 +19,7 @@ from typing import Any
 
 from workbench import audit, blobs
 from workbench.catalog import connect, transaction
+from workbench.catalog.read_cache import cached_read, deep_copies
 from workbench.errors import NotFoundError, ValidationError
 from workbench.identity import current_user
 from workbench.models.gates import GateRefused, GateResult, evaluate, validate_gates
@@ -335,6 +336,7 @@ def versions(name: str, ws: Workspace | None = None) -> list[ModelVersion]:
     return [_version_from_row(r, sorted(a for a, v in aliases.items() if v == r[1])) for r in rows]
 
 
+@cached_read(deep_copies)  # the Lab sidebar polls it
 def list_models(ws: Workspace | None = None) -> list[dict[str, Any]]:
     """One entry per model: latest version, aliases, description, gates."""
     ws = _ws(ws)

@@ -9,7 +9,7 @@ it), so they cannot be re-created from the files. This module therefore does the
    handed to DuckDB tools or support later),
 2. create a fresh catalog and re-index every run folder (`ingest_all`),
 3. if the old file can still be opened, copy the non-run tables (snapshots, models, aliases,
-   audit) across, best effort, table by table (every column both schemas have, so snapshot rows
+   audit, team server users) across, best effort, table by table (every column both schemas have, so snapshot rows
    keep the `file_sha256` their reads are checked against; rows from a catalog older than that
    column get NULL and are checked by their data digest until `workbench doctor --fix` records
    the hash),
@@ -46,6 +46,7 @@ CATALOG_ONLY_TABLES = (
     "model_aliases",
     "model_alias_history",
     "audit",
+    "server_users",
 )
 
 

@@ -31,6 +31,7 @@ import pandas as pd
 
 from workbench import audit, blobs
 from workbench.catalog import connect, transaction
+from workbench.catalog.read_cache import cached_read, deep_copies
 from workbench.errors import DataSourceError, NotFoundError, ValidationError, WorkbenchError
 from workbench.identity import current_user
 from workbench.names import Ref, parse_ref, validate_name
@@ -283,6 +284,7 @@ def get(ref: str | Ref, ws: Workspace | None = None) -> Snapshot:
     raise NotFoundError(f"No snapshot named {parsed.name!r}.", "See 'workbench snapshot list' for what exists.")
 
 
+@cached_read(deep_copies)  # the Lab sidebar polls it
 def list_snapshots(name: str | None = None, all_versions: bool = False, ws: Workspace | None = None) -> list[Snapshot]:
     """Latest version of each name (or every version), newest names first."""
     ws = _ws(ws)

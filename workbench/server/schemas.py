@@ -1,0 +1,130 @@
+"""Request and response bodies of the team server's API (pydantic), in one place.
+
+Bodies are validated here for shape and type (a version is a whole number, a reason is text of
+bounded length); names in them are checked by the library itself (`workbench.names`), so the API
+refuses a bad name with the same message as the CLI. Responses whose shape is the library's own
+(runs, snapshots, models) are documented by the routes and passed through as JSON.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from workbench.httpapi import MAX_INT
+
+Version = Annotated[int, Field(strict=True, ge=1, le=MAX_INT, description="A version number of the model.")]
+Reason = Annotated[str | None, Field(default=None, max_length=2000, description="Why (recorded in the audit log).")]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class Strict(BaseModel):
+    """A request body: unknown fields are refused (a typo is an error, not silently ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# --------------------------------------------------------------------------------------------
+# Requests
+
+
+class AliasMove(Strict):
+    """PUT /models/{name}/aliases/{alias}: point the alias at a registered version."""
+
+    version: Version
+    reason: Reason = None
+
+
+class Rollback(Strict):
+    """POST /models/{name}/aliases/{alias}/rollback: back to the previous version (or `to`)."""
+
+    to: Version | None = None
+    reason: Reason = None
+
+
+class GatesEdit(Strict):
+    """PUT /models/{name}/gates: the promotion gates (null: none), as `workbench models gate` sets them."""
+
+    gates: dict[str, Any] | None = Field(
+        description='E.g. {"metrics": {"accuracy": {"min": 0.9}}, "beat": {"metric": "log_loss", "mode": "min"}}.'
+    )
+    description: str | None = Field(default=None, max_length=2000)
+
+
+class NewUser(Strict):
+    """POST /users: a user and their role (the answer carries their token, shown once)."""
+
+    name: Name
+    role: Name = Field(description="viewer, editor, maintainer or admin.")
+
+
+# --------------------------------------------------------------------------------------------
+# Responses
+
+
+class ErrorBody(BaseModel):
+    """Every refusal: what was wrong and how to fix it."""
+
+    error: str
+    hint: str | None = None
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Me(BaseModel):
+    name: str
+    role: str
+
+
+class UserOut(BaseModel):
+    name: str
+    role: str
+    created_at: datetime
+    created_by: str
+    revoked_at: datetime | None
+    active: bool
+
+
+class NewUserOut(UserOut):
+    token: str = Field(description="The user's bearer token: shown only in this answer, stored only hashed.")
+
+
+class ModelVersionOut(BaseModel):
+    """A model version (the library's `ModelVersion.to_dict()`), after an alias moved to it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    version: int
+    ref: str
+    run_id: str
+    aliases: list[str]
+    alias: str
+
+
+class GatesOut(BaseModel):
+    name: str
+    gates: dict[str, Any]
+
+
+class AuditEntryOut(BaseModel):
+    id: int
+    occurred_at: datetime
+    actor: str
+    action: str
+    target: str
+    details: dict[str, Any] | None
+    reason: str | None
+
+
+#: What the routes document for their refusals.
+REFUSALS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "A bad request: the message says what and how to fix it."},
+    401: {"model": ErrorBody, "description": "No bearer token, or an unknown or revoked one."},
+    403: {"model": ErrorBody, "description": "The user's role may not do this; the message names the role needed."},
+    404: {"model": ErrorBody, "description": "No such object."},
+}
