@@ -181,7 +181,8 @@ def test_no_route_answers_without_a_token_but_health(team):
                     response = anonymous.request(method.upper(), url, headers=headers, json={"version": 1})
                     assert response.status_code == 401, (method, url, headers, response.text)
                     assert response.headers["www-authenticate"] == "Bearer"
-                    assert response.json()["error"] and "Traceback" not in response.text
+                    if method != "head":  # a HEAD answer has no body
+                        assert response.json()["error"] and "Traceback" not in response.text
                     checked += 1
         for path in ("/api/v1/openapi.json", "/api/v1/docs"):
             assert anonymous.get(path).status_code == 401

@@ -64,6 +64,9 @@ _EXPORTS: dict[str, str] = {
     "metric_bars": "workbench.compare:metric_bars",
     "param_importance": "workbench.compare:param_importance",
     "widgets": "workbench.widgets",
+    # a team server
+    "connect": "workbench.remote.api:connect",
+    "sync_state": "workbench.remote.api:sync_state",
     # logging inside a notebook
     "log_metric": "workbench.tracking:log_metric",
     "log_metrics": "workbench.tracking:log_metrics",

@@ -91,6 +91,44 @@ def entries(
     return [AuditEntry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]) if r[5] else None, r[6]) for r in rows]
 
 
+def after(
+    after_id: int,
+    action: str | None = None,
+    target: str | None = None,
+    limit: int = 100,
+    ws: Workspace | None = None,
+) -> tuple[list[AuditEntry], int]:
+    """The change feed: entries with an id above `after_id` (optionally of one `action`, about one
+    `target` or `name@...` under it), oldest first, at most `limit`; and the id to ask after next time.
+
+    That id is the last entry returned, or, when fewer than `limit` matched, the newest id of the
+    whole log at the time of reading, so a filtered reader skips what it does not want only once.
+    Ids grow in commit order where writes are serialised (a held catalog, or one process at a time).
+    """
+    clauses, params = ["id > ?", "id <= ?"], [int(after_id)]
+    if target:
+        clauses.append("(target = ? OR starts_with(target, ?))")
+        params += [target, target + "@"]
+    if action:
+        clauses.append("action = ?")
+        params.append(action)
+    with connect(ws or current_workspace()) as con:
+        newest = con.execute("SELECT coalesce(max(id), 0) FROM audit").fetchone()[0]
+        rows = con.execute(
+            "SELECT id, occurred_at, actor, action, target, details, reason FROM audit "
+            f"WHERE {' AND '.join(clauses)} ORDER BY id LIMIT ?",
+            [params[0], newest, *params[1:], int(limit)],
+        ).fetchall()
+    found = [AuditEntry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]) if r[5] else None, r[6]) for r in rows]
+    return found, (found[-1].id if len(found) == limit else max(newest, int(after_id)))
+
+
+def newest_id(ws: Workspace | None = None) -> int:
+    """The id of the newest audit entry (0: none yet)."""
+    with connect(ws or current_workspace()) as con:
+        return con.execute("SELECT coalesce(max(id), 0) FROM audit").fetchone()[0]
+
+
 def parse_since(text: str | datetime | None, option: str = "since") -> datetime | None:
     """An ISO date or time (naive: UTC) as a datetime; anything else is a ValidationError naming `option`."""
     from workbench.errors import ValidationError

@@ -4,7 +4,9 @@ In a notebook executed by `wb.run` / `workbench run`, the runner has already cre
 passed its id in `WORKBENCH_RUN_ID`; the calls here only append events to that run's file.
 Opened interactively in JupyterLab, the first log call creates an `interactive` run that ends
 (`finished`) when the kernel exits, or is marked `killed` by the next reader if the kernel dies.
-Events are flushed in batches, after every notebook cell and at exit.
+Events are flushed in batches, after every notebook cell and at exit. Connected to a team server
+(`wb.connect`, `WORKBENCH_URL`, `workbench login`), the interactive run is written to that server's
+local spool and shipped by a background sender instead (`workbench.remote.runs` decides, once).
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ from typing import Any
 
 from workbench.errors import ValidationError, WorkbenchError
 from workbench.names import validate_name
+from workbench.remote.runs import interactive_run
 from workbench.runs import artifacts
 from workbench.runs.events import ENV_PINS, ENV_RUN_ID, Heartbeat, metric_line, metric_prefix, now_iso, run_dir
 from workbench.runs.ids import check_run_id
 from workbench.runs.ingest import writer_for
-from workbench.runs.lifecycle import RunRecord, create_run
-from workbench.workspace import current_workspace
+from workbench.runs.lifecycle import RunRecord
+from workbench.workspace import Workspace, current_workspace
 
 ENV_EXPERIMENT = "WORKBENCH_EXPERIMENT"
 KEY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-/]{0,127}$")
@@ -86,9 +89,8 @@ def active_run(create: bool = True) -> _ActiveRun | None:
             check_run_id(injected)
             _active = _ActiveRun(RunRecord(ws, injected, writer_for(ws, injected), 0.0), interactive=False)
         elif create:
-            ws = current_workspace()
             experiment = _experiment or os.environ.get(ENV_EXPERIMENT, "interactive")
-            record = create_run(ws, experiment=experiment, kind="interactive")
+            record = interactive_run(experiment)  # the local workspace, or a team server's spool
             record.set_status("running")
             for name, version in _pending_inputs:
                 record.writer.emit("input", name=name, version=version)
@@ -191,23 +193,28 @@ def _emit(event: str, /, **fields: Any) -> None:
     active_run().record.writer.emit(event, **fields)
 
 
+def _run_workspace() -> Workspace:
+    """Where the active run's blobs go: its workspace (a team server's spool for a remote run)."""
+    return active_run().record.ws
+
+
 def _emit_artifact(name: str, kind: str, blob_id: str, meta: dict[str, Any] | None = None) -> str:
     """Record an already stored blob as an artifact of the active run."""
-    return artifacts.record(current_workspace(), _emit, name, kind, blob_id, meta)
+    return artifacts.record(_run_workspace(), _emit, name, kind, blob_id, meta)
 
 
 def log_artifact(path: str | os.PathLike[str], name: str | None = None) -> str:
     """Store a file with the run (content-addressed); returns its blob id."""
-    return artifacts.write_file(current_workspace(), _emit, Path(path), name)
+    return artifacts.write_file(_run_workspace(), _emit, Path(path), name)
 
 
 def log_text(text: str, name: str) -> str:
-    return artifacts.write_text(current_workspace(), _emit, name, text)
+    return artifacts.write_text(_run_workspace(), _emit, name, text)
 
 
 def log_figure(fig: Any, name: str) -> str:
     """Store a plotly figure (JSON, renderable later in notebooks, reports and the extension)."""
-    return artifacts.write_figure(current_workspace(), _emit, name, fig)
+    return artifacts.write_figure(_run_workspace(), _emit, name, fig)
 
 
 def log_model(model: Any, name: str, sample: Any = None) -> str:
@@ -216,7 +223,7 @@ def log_model(model: Any, name: str, sample: Any = None) -> str:
 
     validate_name(name, "model name")  # before serializing: a bad name should not cost a dump
     data, meta = dump_model(model, sample)
-    return artifacts.write_model(current_workspace(), _emit, name, data, meta)
+    return artifacts.write_model(_run_workspace(), _emit, name, data, meta)
 
 
 def record_input(name: str, version: int) -> None:

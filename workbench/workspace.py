@@ -187,6 +187,11 @@ def current_workspace() -> Workspace:
     return _current or open_workspace()
 
 
+def chosen_workspace() -> Workspace | None:
+    """The workspace this process chose explicitly (`use_workspace`: `wb.init`, `wb.use`), if any."""
+    return _current
+
+
 def use_workspace(ws: Workspace | None) -> None:
     """Make `ws` the default for the Python API in this process (None: find it again)."""
     global _current

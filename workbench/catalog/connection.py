@@ -45,6 +45,8 @@ _local = threading.local()
 _migrated: set[str] = set()
 _write_generation = 0
 _generation_lock = threading.Lock()  # not the process lock: held-mode writers never take that one
+#: Called after every write this process finishes (`add_write_listener`).
+_write_listeners: set[Callable[[], None]] = set()
 
 #: Catalogs this process holds open for its whole life (`hold`), by catalog path.
 _held: dict[str, duckdb.DuckDBPyConnection] = {}
@@ -77,6 +79,18 @@ def _note_write() -> None:
     global _write_generation
     with _generation_lock:
         _write_generation += 1
+    for listener in tuple(_write_listeners):
+        try:
+            listener()
+        except Exception:  # a listener's trouble is not the writer's
+            _write_listeners.discard(listener)
+
+
+def add_write_listener(listener: Callable[[], None]) -> None:
+    """Call `listener()` (in the writing thread, after the commit) whenever this process finishes a
+    catalog write: the team server's change feed wakes its waiting clients with it. It must be quick
+    and not touch the catalog; one that raises is dropped."""
+    _write_listeners.add(listener)
 
 
 def in_connection() -> bool:

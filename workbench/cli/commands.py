@@ -5,6 +5,7 @@ from workbench.cli import (  # noqa: F401
     doctor_cmds,
     governance_cmds,
     model_cmds,
+    remote_cmds,
     run_cmds,
     runs_cmds,
     server_cmds,

@@ -28,6 +28,11 @@ from workbench.runs.events import EVENTS_FILE, EventWriter, heartbeat_age, now_i
 from workbench.workspace import Workspace
 
 FINAL_STATUSES = ("finished", "failed", "killed")
+#: In a run folder: the run is logged by a remote client through the team server (`runs.receive`).
+RECEIPT_FILE = "received.json"
+#: A remote run's process is on another machine: it is presumed dead only after this many times
+#: `stale_after()` without a chunk or keep-alive (its sender sends one every few seconds while alive).
+REMOTE_STALE_FACTOR = 120
 IO_RETRIES = 3
 RUN_TABLES = (
     "runs",
@@ -318,7 +323,7 @@ def _reap_if_dead(ws: Workspace, run_id: str) -> None:
     item = fold(read_events(folder / EVENTS_FILE))
     if item is None or item["run"]["status"] in FINAL_STATUSES:
         return
-    limit = stale_after()
+    limit = stale_after() * (REMOTE_STALE_FACTOR if (folder / RECEIPT_FILE).is_file() else 1)
     age = heartbeat_age(folder)
     if age is not None and age < limit:
         return

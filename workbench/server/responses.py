@@ -8,7 +8,8 @@
 
 Bodies are limited before anything reads them (`LimitBody`): a request body over
 `MAX_BODY_BYTES` is refused with 413 whoever sends it, so no client can make the server buffer
-gigabytes, token or not.
+gigabytes, token or not. Blob uploads (`PUT /api/v1/blobs/...`) are the exception: they stream to a
+scratch file under the blob size limit, checked while they arrive.
 """
 
 from __future__ import annotations
@@ -85,6 +86,16 @@ def install_error_handlers(app: FastAPI) -> None:
         return fail(500, "Internal error of the Workbench server.", "The server's log has the details.")
 
 
+#: Requests whose bodies stream to disk under a limit of their own (blob uploads: `runs.receive.store_blob`).
+#: Snapshot uploads (`POST /api/v1/snapshots/{ref}`) too: `routes_snapshots.receive_upload`.
+STREAMED = (("PUT", "/api/v1/blobs/"), ("POST", "/api/v1/snapshots/"))
+
+
+def _streamed(scope: Scope) -> bool:
+    path = scope.get("path", "")
+    return any(scope.get("method") == method and path.startswith(prefix) for method, prefix in STREAMED)
+
+
 class LimitBody:
     """ASGI middleware: refuse (413) a request body over `limit` bytes before the app reads it."""
 
@@ -93,7 +104,7 @@ class LimitBody:
         self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or _streamed(scope):
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length", b"").decode("latin-1").strip()

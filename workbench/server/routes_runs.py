@@ -1,16 +1,19 @@
-"""Runs: the query (filter language, order, limit; as `wb.runs()` and the Jupyter runs table) and one run."""
+"""Runs: the query (filter language, order, limit; as `wb.runs()` and the Jupyter runs table), one run, and
+remote logging: a client's event file shipped in chunks, exactly once, and blobs uploaded by content hash."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
 
-from workbench.httpapi import runs_answer, runs_request
+from workbench.errors import ValidationError, WorkbenchError
+from workbench.httpapi import error_body, runs_answer, runs_request
 from workbench.runs.ids import check_run_id
 from workbench.server.auth import requires, workspace
 from workbench.server.responses import reply
-from workbench.server.roles import VIEWER
-from workbench.server.schemas import REFUSALS
+from workbench.server.roles import EDITOR, MAINTAINER, VIEWER, allows
+from workbench.server.schemas import REFUSALS, BlobOut, ErrorBody, EventChunk, EventsOffset
+from workbench.server.users import User
 from workbench.workspace import Workspace
 
 router = APIRouter(tags=["runs"], responses=REFUSALS)
@@ -38,3 +41,83 @@ def get_run(run_id: str, ws: Workspace = Depends(workspace)) -> JSONResponse:
     from workbench.runs.store import get_run
 
     return reply(get_run(check_run_id(run_id), ws).to_dict())
+
+
+# ----------------------------------------------------------------------------------------------
+# Remote run logging: a run executes on a client, which ships its event file here (`runs.receive`).
+
+
+def _chunk_refused(exc: WorkbenchError, status: int, size: int | None = None) -> JSONResponse:
+    body = error_body(exc)
+    return JSONResponse(body if size is None else {**body, "size": size}, status_code=status)
+
+
+@router.get("/runs/{run_id}/events/offset", response_model=EventsOffset)
+def events_offset(
+    run_id: str, user: User = Depends(requires(EDITOR, "logging runs")), ws: Workspace = Depends(workspace)
+) -> JSONResponse:
+    """How many bytes of the run's event file the server has (0: none): where the client resumes."""
+    from workbench.runs.receive import received_size
+
+    return reply({"size": received_size(ws, check_run_id(run_id))})
+
+
+_GAP = {
+    "model": ErrorBody,
+    "description": "The chunk does not start where the server's copy ends; `size` says where to resend from.",
+}
+
+
+@router.post("/runs/{run_id}/events", response_model=EventsOffset, responses={409: _GAP})
+def append_events(
+    run_id: str,
+    chunk: EventChunk,
+    user: User = Depends(requires(EDITOR, "logging runs")),
+    ws: Workspace = Depends(workspace),
+) -> JSONResponse:
+    """Append a chunk of the run's event file, exactly once: only when `offset` is what the server has
+    (a chunk it already has is acknowledged again, not appended; a gap is 409 with `size`). The run's
+    creator is the authenticated user; only they or a maintainer may log to it. The run is indexed."""
+    from workbench.runs.receive import NotYourRunError, OffsetConflict, receive
+
+    try:
+        size = receive(ws, check_run_id(run_id), chunk.offset, chunk.lines, user.name, allows(user.role, MAINTAINER))
+    except OffsetConflict as exc:
+        return _chunk_refused(exc, 409, exc.size)
+    except NotYourRunError as exc:
+        return _chunk_refused(exc, 403)
+    return reply({"size": size})
+
+
+def _blob_id(blob_id: str) -> str:
+    from workbench import blobs
+
+    if len(blobs.expected_sha256(blob_id)) != 64:
+        raise ValidationError(f"Invalid blob id {blob_id!r}: not a sha256.", "A blob id is the sha256 (hex) of its "
+                              "bytes, optionally with an extension such as .txt.")  # fmt: skip
+    return blob_id
+
+
+@router.head("/blobs/{blob_id}")
+def has_blob(
+    blob_id: str, _: User = Depends(requires(EDITOR, "uploading blobs")), ws: Workspace = Depends(workspace)
+) -> Response:
+    """200 if the server has this blob (content hash, e.g. `<sha256>.txt`), else 404: upload only what it lacks."""
+    from workbench import blobs
+
+    return Response(status_code=200 if blobs.exists(ws, _blob_id(blob_id)) else 404)
+
+
+@router.put("/blobs/{blob_id}", response_model=BlobOut)
+async def put_blob(
+    blob_id: str,
+    request: Request,
+    _: User = Depends(requires(EDITOR, "uploading blobs")),
+    ws: Workspace = Depends(workspace),
+) -> JSONResponse:
+    """Store the body under its content hash. The server hashes what it received and refuses (400) bytes
+    that do not match the id; bodies over the blob size limit (`WORKBENCH_MAX_BLOB_BYTES`, workspace
+    setting `max_blob_bytes`, default 1 GiB) are refused with 413."""
+    from workbench.runs.receive import store_blob
+
+    return reply(await store_blob(ws, _blob_id(blob_id), request.stream(), request.headers.get("content-length")))

@@ -60,6 +60,20 @@ class NewUser(Strict):
     role: Name = Field(description="viewer, editor, maintainer or admin.")
 
 
+class EventChunk(Strict):
+    """POST /runs/{run_id}/events: the client's event file from byte `offset`, whole lines."""
+
+    offset: int = Field(strict=True, ge=0, le=MAX_INT, description="Bytes of the client's event file before `lines`.")
+    lines: str = Field(description="Newline-terminated JSON event lines, as wb.log_* wrote them.")
+
+
+class SqlQuery(Strict):
+    """POST /sql: one read-only SELECT over snapshots, and how many rows of its result to answer."""
+
+    query: str = Field(min_length=1, max_length=100_000, description="E.g. select * from snapshot('wine@2') limit 5.")
+    limit: int = Field(default=1000, strict=True, ge=1, le=100_000, description="Most rows to answer.")
+
+
 # --------------------------------------------------------------------------------------------
 # Responses
 
@@ -106,6 +120,18 @@ class ModelVersionOut(BaseModel):
     alias: str
 
 
+class EventsOffset(BaseModel):
+    """How many bytes of the client's event file the server has: the next chunk starts there."""
+
+    size: int
+
+
+class BlobOut(BaseModel):
+    blob: str
+    size: int
+    stored: bool = Field(description="False: the server had it already.")
+
+
 class GatesOut(BaseModel):
     name: str
     gates: dict[str, Any]
@@ -119,6 +145,13 @@ class AuditEntryOut(BaseModel):
     target: str
     details: dict[str, Any] | None
     reason: str | None
+
+
+class ChangesOut(BaseModel):
+    """GET /changes: audit entries after `after`, and the id to ask after next time."""
+
+    changes: list[AuditEntryOut]
+    last_id: int = Field(description="Pass it as `after` in the next request.")
 
 
 #: What the routes document for their refusals.

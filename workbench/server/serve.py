@@ -16,12 +16,15 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from workbench.errors import ValidationError
 from workbench.workspace import Workspace
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8686
+#: Seconds requests still running at shutdown (long-polls, event streams) get before they are cut.
+SHUTDOWN_GRACE_S = 3
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,21 @@ class ServerConfig:
         return self
 
 
+def _uvicorn_server() -> type:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, which first ends the change feed's waiting requests when told to stop."""
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            from workbench.server.routes_changes import stop_waiting
+
+            stop_waiting(self.config.app)
+            super().handle_exit(sig, frame)
+
+    return Server
+
+
 def serve(ws: Workspace, config: ServerConfig, on_ready: Callable[[str, Sequence[str]], None] | None = None) -> None:
     """Serve `ws` until interrupted (blocking). `on_ready(url, protected_aliases)` is called once the
     catalog is held, just before listening."""
@@ -75,8 +93,10 @@ def serve(ws: Workspace, config: ServerConfig, on_ready: Callable[[str, Sequence
         use_workspace(ws)
         app = create_app(ws, protected)
         options = {"ssl_certfile": str(config.certfile), "ssl_keyfile": str(config.keyfile)} if config.tls else {}
-        server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, log_level="warning",
-                                               access_log=False, **options))  # fmt: skip
+        # Told to stop, the change feed ends its long-polls and streams; what still runs is cut after the grace.
+        server = _uvicorn_server()(uvicorn.Config(app, host=config.host, port=config.port, log_level="warning",
+                                                   access_log=False, timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+                                                   **options))  # fmt: skip
         if on_ready:
             on_ready(config.url, protected)
         # uvicorn shuts down gracefully on SIGTERM, then re-raises it: exit normally so the catalog is released.

@@ -102,11 +102,14 @@ def register(
     description: str | None = None,
     expectations: dict[str, Any] | str | os.PathLike[str] | None = None,
     ws: Workspace | None = None,
+    source_label: str | None = None,
 ) -> Snapshot:
     """Register `data` (DataFrame or CSV/Parquet path) or the result of `sql` as `name@next`.
 
     Identical content already registered under `name` returns that version (`created=False`).
     Failing expectations raise `ValidationError` (with `.report`) and register nothing.
+    `source_label` is what the catalog records as the source and error messages call it (default:
+    the path, query or "dataframe"); the team server names an upload with it, not its scratch file.
     """
     validate_name(name, "snapshot name")
     ws = _ws(ws)
@@ -121,8 +124,13 @@ def register(
             select_sql = prepare(con, source.value, ws)
         else:
             select_sql = relation_sql(con, source)
-        label = "the DataFrame" if source.kind == "dataframe" else source.describe()
-        write_parquet(con, select_sql, tmp, label)
+        label = source_label or ("the DataFrame" if source.kind == "dataframe" else source.describe())
+        try:
+            write_parquet(con, select_sql, tmp, label)
+        except DataSourceError as exc:
+            if source_label and source.kind in ("csv", "parquet"):  # DuckDB's message names the file
+                raise DataSourceError(exc.message.replace(source.value, "the upload"), exc.hint) from None
+            raise
         report = expect.validate(con, tmp, spec)
         if not report.ok:
             raise ValidationError(
@@ -137,8 +145,8 @@ def register(
         blob_id = f"{digest}.parquet"
         byte_size = tmp.stat().st_size
         stored = _store_data_file(con, ws, blob_id, tmp, digest)
-    return _insert(ws, name, digest, source.describe(), description, row_count, byte_size, columns, stats, blob_id,
-                   stored)  # fmt: skip
+    return _insert(ws, name, digest, source_label or source.describe(), description, row_count, byte_size, columns,
+                   stats, blob_id, stored)  # fmt: skip
 
 
 @dataclass(frozen=True)
