@@ -6,11 +6,22 @@ then bulk-inserted with sqlite3 (logging 100,000 runs through `MlflowClient.log_
 hours; the rows written are the ones log_batch writes: runs, params, metrics, latest_metrics).
 The query is a filtered, sorted top-1000: the typical "best runs where ..." question.
 
+`compare_warm` measures the same query as a long-lived process (the Jupyter server, a widget, a
+notebook polling) sees it: repeated in one process, answered by the in-process read cache while
+the catalog is unchanged, against the per-call catalog read (cache off) that the MLflow
+comparison measures.
+
+`compare_wide` is issue 21's wide run table: every run of an experiment at once (30,000 runs x 10
+params x 100 metrics), through `runs(limit=None)` and through the JupyterLab Runs table's REST call
+(`GET runs?format=columns` to a real `jupyter server`), against one time-limited `mlflow.search_runs`
+of the same store.
+
 Run a single trial: `python -m benchmarks.bench_query CASE SCRATCH_DIR`.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import statistics
@@ -18,11 +29,16 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from benchmarks.harness import Comparison, Series, Trial, interleave, report_trial, run_trial
 
 MODULE = "benchmarks.bench_query"
+T = TypeVar("T")
 PARAMS = 10
 METRICS = 10
 LIMIT = 1000
@@ -47,7 +63,7 @@ def _metric(i: int, j: int) -> float:
     return ((i * 7919 + j * 104729) % PRIME) / PRIME
 
 
-def build_workbench(folder: Path, runs: int) -> None:
+def build_workbench(folder: Path, runs: int, metrics: int = METRICS) -> None:
     """A workspace whose catalog holds `runs` runs, written with INSERT ... SELECT FROM range()."""
     from workbench.catalog import transaction
     from workbench.workspace import init_workspace
@@ -71,13 +87,13 @@ def build_workbench(folder: Path, runs: int) -> None:
             f"INSERT INTO run_metrics SELECT {run_id}, 'm' || j, 0, x, TIMESTAMPTZ '2024-01-01 00:00:01+00' "
             f"+ to_seconds(i) FROM (SELECT i, j, ((i * 7919 + j * 104729) % {PRIME}) / {PRIME} AS x "
             "FROM range(?) t(i), range(?) s(j))",
-            [runs, METRICS],
+            [runs, metrics],
         )
         con.execute("INSERT INTO run_metric_summary SELECT run_id, key, value, value, value, 0, 1 FROM run_metrics")
         con.execute("INSERT INTO experiments VALUES ('bench', TIMESTAMPTZ '2024-01-01 00:00:00+00', 'bench', NULL)")
 
 
-def build_mlflow(folder: Path, runs: int) -> None:
+def build_mlflow(folder: Path, runs: int, metrics: int = METRICS) -> None:
     """An MLflow sqlite store with the same runs: schema by MLflow, rows by sqlite3 executemany."""
     from mlflow import MlflowClient
 
@@ -97,18 +113,18 @@ def build_mlflow(folder: Path, runs: int) -> None:
             "INSERT INTO params (key, value, run_uuid) VALUES (?, ?, ?)",
             ((f"p{j}", str(_param(i, j)), f"{i:032x}") for i in range(runs) for j in range(PARAMS)),
         )
-        metric_rows = [
-            (f"m{j}", _metric(i, j), START_MS + i * 1000 + 1000, 0, 0, f"{i:032x}")
-            for i in range(runs)
-            for j in range(METRICS)
-        ]
+
+        def metric_rows() -> Iterator[tuple]:  # generated twice rather than held: 3,000,000 rows for the wide table
+            return ((f"m{j}", _metric(i, j), START_MS + i * 1000 + 1000, 0, 0, f"{i:032x}")
+                    for i in range(runs) for j in range(metrics))  # fmt: skip
+
         con.executemany(
             "INSERT INTO metrics (key, value, timestamp, step, is_nan, run_uuid) VALUES (?, ?, ?, ?, ?, ?)",
-            metric_rows,
+            metric_rows(),
         )
         con.executemany(
             "INSERT INTO latest_metrics (key, value, timestamp, step, is_nan, run_uuid) VALUES (?, ?, ?, ?, ?, ?)",
-            metric_rows,
+            metric_rows(),
         )
         con.executemany(
             "INSERT INTO tags (key, value, run_uuid) VALUES ('mlflow.runName', ?, ?)",
@@ -122,7 +138,12 @@ def build_mlflow(folder: Path, runs: int) -> None:
 def trial(case: str, scratch: str) -> None:
     """One fresh process: open the store, one untimed warm-up query, then CALLS timed queries."""
     folder = Path(scratch)
+    if case == "workbench-warm":
+        return warm_trial(folder)
+    if case.startswith("wide-"):
+        return wide_trial(case, folder)
     if case == "workbench":
+        os.environ["WORKBENCH_READ_CACHE"] = "0"  # every call reads the catalog (as MLflow reads its store)
         from workbench.runs.query import runs
         from workbench.workspace import open_workspace
 
@@ -158,6 +179,47 @@ def trial(case: str, scratch: str) -> None:
         query()
         times.append(time.perf_counter() - start)
     report_trial(statistics.median(times), cold_seconds=cold, rows=rows, first=first, columns=width)
+
+
+def warm_trial(folder: Path) -> None:
+    """One long-lived process with the read cache on: a warm-up call (it reads the catalog), then
+    CALLS timed calls answered from memory; then one call after a write in this process (which
+    must read the catalog again) and the cost of the private copy each hit returns."""
+    from workbench.catalog import read_cache, transaction
+    from workbench.runs.query import runs
+    from workbench.workspace import open_workspace
+
+    ws = open_workspace(folder / "workbench" / ".workbench")
+    # The cache trusts a catalog only RACY_WINDOW_S after its last change (see read_cache): the
+    # store was built moments ago, so wait that long rather than time reads it may not keep.
+    age = time.time() - ws.catalog_path.stat().st_mtime
+    time.sleep(max(0.0, read_cache.RACY_WINDOW_S - age + 0.05))
+
+    def query():
+        frame = runs(filter=WB_FILTER, order_by=ORDER, limit=LIMIT, ws=ws)
+        return len(frame), int(frame["run_id"].iloc[0][-8:], 16), frame.shape[1]
+
+    start = time.perf_counter()
+    rows, first, width = query()
+    cold = time.perf_counter() - start
+    times = []
+    for _ in range(CALLS):
+        start = time.perf_counter()
+        query()
+        times.append(time.perf_counter() - start)
+    hits = read_cache.CACHE.stats()["hits"]
+    with transaction(ws):
+        pass  # a write by this process: the next read must not come from the cache
+    start = time.perf_counter()
+    query()
+    after_write = time.perf_counter() - start
+    frame = runs(filter=WB_FILTER, order_by=ORDER, limit=LIMIT, ws=ws)
+    start = time.perf_counter()
+    for _ in range(100):
+        frame.copy(deep=True)
+    copy_s = (time.perf_counter() - start) / 100
+    report_trial(statistics.median(times), cold_seconds=cold, after_write_seconds=after_write, copy_seconds=copy_s,
+                 hits=hits, rows=rows, first=first, columns=width)  # fmt: skip
 
 
 def _build(scratch: Path, runs: int) -> tuple[float, float]:
@@ -240,13 +302,251 @@ def compare_at_scale(runs: int, repeats: int, mlflow_timeout: float) -> Comparis
                       target=0.1, note=note)  # fmt: skip
 
 
+#: runs() per call before the read cache (benchmarks/results, issue 21): the figures to beat warm.
+BEFORE_WARM_MS = {20_000: 74, 100_000: 119}
+WARM_TARGET_MS = 40
+
+
+def compare_warm(runs: int, repeats: int) -> Comparison:
+    """The query repeated in one long-lived process: read cache on vs off, interleaved trials."""
+    scratch = Path(tempfile.mkdtemp(prefix="wb-bench-query-warm-"))
+    try:
+        build_workbench(scratch / "workbench", runs)
+        series = interleave(
+            {
+                "runs() warm (read cache)": lambda: run_trial(MODULE, "workbench-warm", [str(scratch)]),
+                "runs() per call (cache off)": lambda: run_trial(MODULE, "workbench", [str(scratch)]),
+            },
+            repeats,
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    warm, uncached = series["runs() warm (read cache)"], series["runs() per call (cache off)"]
+    if warm.values("rows") != uncached.values("rows") or warm.values("first") != uncached.values("first"):
+        raise RuntimeError("the cached and uncached runs() disagree")
+    warm_ms = warm.median() * 1000
+    before = BEFORE_WARM_MS.get(runs)
+    note = (
+        f"{runs:,} runs, same query, {CALLS} calls per process after a warm-up: warm in-process median "
+        f"{warm_ms:.2f} ms (target <= {WARM_TARGET_MS} ms: {'met' if warm_ms <= WARM_TARGET_MS else 'NOT met'}"
+        f"{f'; before the read cache {before} ms' if before else ''}); per call with the cache off "
+        f"{uncached.median() * 1000:.0f} ms (the fresh-process figure of the MLflow comparison). In the warm process: "
+        f"first call {warm.median('cold_seconds') * 1000:.0f} ms, first call after a write in the process "
+        f"{warm.median('after_write_seconds') * 1000:.0f} ms (reads the catalog again), a hit's private copy of "
+        f"the {int(warm.values('rows')[0])}-row frame {warm.median('copy_seconds') * 1000:.2f} ms; "
+        f"{int(min(warm.values('hits')))}/{CALLS} calls answered from the cache."
+    )
+    return Comparison(f"runs() top {LIMIT} of {runs // 1000}k runs, warm in-process vs per-call read", warm,
+                      uncached, note=note)  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# Wide run tables (issue 21): every run of an experiment, 100 metrics each
+
+WIDE_METRICS = 100
+#: What the wide table cost before issue 21's fix (DuckDB pivot, columnar fetch, floats to JSON in
+#: DuckDB), on this benchmark's machine; the REST figure is this benchmark's trial run on that code.
+WIDE_BEFORE = {30_000: "wb.runs 3.3 s (4 calls, 3.28-3.43 s); Runs table REST 4.4 s (3 calls, 4.02-4.77 s)"}
+#: Seconds the JupyterLab Runs table may wait for the whole table (wb.runs and the REST call alike).
+WIDE_TARGET_S = 1.0
+#: The Runs table's request for every run of the experiment (`limit` up to the API's maximum).
+WIDE_REST_PATH = "workbench/api/runs?format=columns&experiment=bench&limit=100000"
+REST_TOKEN = "workbench-bench"
+
+
+@contextmanager
+def jupyter_server(root: Path, scratch: Path) -> Iterator[str]:
+    """A `jupyter server` with the Workbench extension on `root` (its workspace: `root/.workbench`),
+    with Jupyter's config, data and runtime folders of its own under `scratch`; yields its URL."""
+    import json
+    import socket
+
+    config = scratch / "jupyter-config"
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "jupyter_server_config.json").write_text(
+        json.dumps({"ServerApp": {"jpserver_extensions": {"workbench.jupyter": True}}})
+    )
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(config), "JUPYTER_DATA_DIR": str(scratch / "jupyter-data"),
+           "JUPYTER_RUNTIME_DIR": str(scratch / "jupyter-runtime"), "WORKBENCH_READ_CACHE": "0"}  # fmt: skip
+    env.pop("WORKBENCH_HOME", None)  # the workspace is found from the server's root, as in real use
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = open(scratch / "server.log", "wb")  # noqa: SIM115 - closed after the server stops
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root", "--ip", "127.0.0.1",
+         "--port", str(port), f"--IdentityProvider.token={REST_TOKEN}", f"--ServerApp.root_dir={root}"],
+        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/workbench/api/experiments?token={REST_TOKEN}", timeout=5):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log_text = (scratch / "server.log").read_text()[-3000:]
+                    raise RuntimeError("jupyter server did not start:\n" + log_text) from None
+                time.sleep(0.25)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def wide_trial(case: str, folder: Path) -> None:
+    """One fresh process on the wide store, read cache off (every call reads the catalog, as after
+    any run logs a metric):
+
+    - "wide-workbench": `runs(experiment="bench", limit=None)`;
+    - "wide-rest": the Runs table's `GET runs?format=columns`, from request to the last byte
+      received, against a `jupyter server` started on the workspace (startup not timed);
+    - "wide-mlflow": one `mlflow.search_runs` of the experiment (minutes: no warm-up, one call).
+
+    Workbench: one untimed warm-up, then up to CALLS timed calls.
+    """
+    import json
+
+    os.environ["WORKBENCH_READ_CACHE"] = "0"
+    if case == "wide-mlflow":
+        import logging
+
+        import mlflow
+
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+        mlflow.set_tracking_uri(f"sqlite:///{folder / 'mlflow' / 'mlflow.db'}")
+        experiment_id = mlflow.get_experiment_by_name("bench").experiment_id
+        start = time.perf_counter()
+        frame = mlflow.search_runs(experiment_ids=[experiment_id], max_results=100_000)
+        seconds = time.perf_counter() - start
+        metrics = sum(1 for name in frame.columns if name.startswith("metrics."))
+        report_trial(seconds, cold_seconds=seconds, rows=len(frame), metrics=metrics, columns=frame.shape[1])
+        return
+    if case == "wide-workbench":
+        from workbench.runs.query import runs
+        from workbench.workspace import open_workspace
+
+        ws = open_workspace(folder / "workbench" / ".workbench")
+
+        def query() -> tuple[int, list[str], int]:
+            frame = runs(experiment="bench", limit=None, ws=ws)
+            return len(frame), [str(name) for name in frame.columns], 0
+
+        times, cold, (rows, columns, size) = _timed(query)
+        report_trial(statistics.median(times), cold_seconds=cold, calls=times, rows=rows, columns=len(columns),
+                     metrics=sum(1 for c in columns if c.startswith("metrics.")))  # fmt: skip
+        return
+    if case != "wide-rest":
+        raise SystemExit(f"unknown case {case}")
+    with jupyter_server(folder / "workbench", folder / f"rest-{os.getpid()}") as base:
+
+        def request() -> tuple[int, list[str], int]:
+            with urllib.request.urlopen(f"{base}/{WIDE_REST_PATH}&token={REST_TOKEN}", timeout=600) as answer:
+                body = answer.read()
+            return -1, [], len(body)
+
+        times, cold, (_, _, size) = _timed(request)
+        with urllib.request.urlopen(f"{base}/{WIDE_REST_PATH}&token={REST_TOKEN}", timeout=600) as answer:
+            table = json.loads(answer.read())  # untimed: what came back
+    columns = table["columns"]
+    report_trial(statistics.median(times), cold_seconds=cold, calls=times, rows=table["rows"], columns=len(columns),
+                 metrics=sum(1 for c in columns if c.startswith("metrics.")), megabytes=size / 1e6)  # fmt: skip
+
+
+def _timed(call: Callable[[], T]) -> tuple[list[float], float, T]:
+    """An untimed-for-the-median first call (returned as the cold time), then up to CALLS timed calls."""
+    start = time.perf_counter()
+    result = call()
+    cold = time.perf_counter() - start
+    times: list[float] = []
+    while len(times) < CALLS and (not times or sum(times) < CALL_BUDGET_S):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return times, cold, result
+
+
+def compare_wide(runs: int, repeats: int, mlflow_timeout: float) -> list[Comparison]:
+    """`runs` runs x WIDE_METRICS metrics x PARAMS params, all of them asked for at once: Workbench's
+    `runs(limit=None)` and the Runs table's REST call (`repeats` interleaved trials each) against
+    one time-limited `mlflow.search_runs` (minutes at 30,000 runs: one trial, as in `compare_at_scale`)."""
+    scratch = Path(tempfile.mkdtemp(prefix="wb-bench-wide-"))
+    try:
+        start = time.perf_counter()
+        build_workbench(scratch / "workbench", runs, WIDE_METRICS)
+        wb_build = time.perf_counter() - start
+        start = time.perf_counter()
+        build_mlflow(scratch / "mlflow", runs, WIDE_METRICS)
+        mlflow_build = time.perf_counter() - start
+        series = interleave(
+            {
+                "workbench runs(limit=None)": lambda: run_trial(MODULE, "wide-workbench", [str(scratch)]),
+                "Runs table REST (format=columns)": lambda: run_trial(MODULE, "wide-rest", [str(scratch)]),
+            },
+            repeats,
+        )
+        ml = Series("mlflow.search_runs (sqlite)")
+        try:
+            ml.trials.append(run_trial(MODULE, "wide-mlflow", [str(scratch)], timeout=mlflow_timeout))
+            answered = True
+        except subprocess.TimeoutExpired:
+            ml.trials.append(Trial(mlflow_timeout, 0.0, {"cold_seconds": mlflow_timeout}))
+            answered = False
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    wb, rest = series["workbench runs(limit=None)"], series["Runs table REST (format=columns)"]
+    for subject in (wb, rest) + ((ml,) if answered else ()):
+        if set(subject.values("rows")) != {runs} or set(subject.values("metrics")) != {WIDE_METRICS}:
+            raise RuntimeError(f"{subject.label} did not answer {runs} rows x {WIDE_METRICS} metrics")
+    mlflow_text = (f"MLflow {ml.median():.1f} s" if answered else
+                   f"MLflow did not answer within {mlflow_timeout:.0f} s (its figure is that limit, so the ratio "
+                   f"is an upper bound)")  # fmt: skip
+    before = f" Before: {WIDE_BEFORE[runs]}." if runs in WIDE_BEFORE else ""
+
+    def figure(subject: Series, what: str) -> str:
+        median = subject.median()
+        calls = [t for trial in subject.trials for t in trial.extra["calls"]]
+        met = "met" if median < WIDE_TARGET_S else "NOT met"
+        return (f"{what} {median:.2f} s median of {len(subject.trials)} fresh processes x up to {CALLS} warm calls "
+                f"(all calls {min(calls):.2f}-{max(calls):.2f} s; first call {subject.median('cold_seconds'):.2f} s; "
+                f"target < {WIDE_TARGET_S:g} s: {met})")  # fmt: skip
+
+    shape = (f"{runs:,} runs x {PARAMS} params x {WIDE_METRICS} metrics, the whole experiment "
+             f"({int(wb.values('columns')[0])} columns), read cache off")  # fmt: skip
+    built = f"Stores built in {wb_build:.1f} s (Workbench) and {mlflow_build:.1f} s (MLflow)."
+    wide = f"wide run table {runs:,} runs x {WIDE_METRICS} metrics"
+    return [
+        Comparison(f"wb.runs(limit=None), {wide} vs mlflow.search_runs", wb, ml, target=0.1,
+                   note=f"{shape}: {figure(wb, 'Workbench')}; {mlflow_text}.{before} {built}"),
+        Comparison(f"Runs table REST (GET runs?format=columns), {wide} vs mlflow.search_runs", rest, ml, target=0.1,
+                   note=f"{shape}; jupyter server on the workspace, urllib client, request to last byte of "
+                        f"{rest.median('megabytes'):.0f} MB of JSON: {figure(rest, 'REST')}; {mlflow_text}.{before} "
+                        f"{built}"),
+    ]  # fmt: skip
+
+
 def run(
-    repeats: int = 3, runs: int = 20_000, scale_runs: int = 100_000, mlflow_timeout: float = 180.0
+    repeats: int = 3,
+    runs: int = 20_000,
+    scale_runs: int = 100_000,
+    mlflow_timeout: float = 180.0,
+    wide_runs: int = 30_000,
 ) -> list[Comparison]:
-    """Side by side where MLflow answers in seconds; then the issue's 100,000 runs with MLflow time-limited."""
+    """Side by side where MLflow answers in seconds; then the issue's 100,000 runs with MLflow time-limited;
+    then the warm in-process figures (read cache) at both sizes."""
     results = [compare_side_by_side(runs, repeats)]
     if scale_runs:
         results.append(compare_at_scale(scale_runs, repeats, mlflow_timeout))
+    results += [compare_warm(n, repeats) for n in (runs, scale_runs) if n]
+    if wide_runs:
+        results += compare_wide(wide_runs, repeats, mlflow_timeout)
     return results
 
 
