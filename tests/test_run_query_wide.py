@@ -273,9 +273,25 @@ def _strict(value: Any) -> Any:
     return (type(value).__name__, value)
 
 
+def runs_columns(frame: Any, ws: Any) -> dict[str, Any]:
+    """The reference answer: each column through `column_values`, details with `to_jsonable`, then
+    `json.dumps` of the whole dict (how the answer was written before `runs_columns_json`)."""
+    from workbench.httpapi import column_values, to_jsonable
+    from workbench.runs.query import DETAIL_COLUMNS, run_details
+
+    details = run_details(frame["run_id"], ws)
+    columns = [str(name) for name in frame.columns]
+    data = [column_values(frame[name]) for name in frame.columns]
+    for index, name in enumerate(DETAIL_COLUMNS):
+        columns.append(name)
+        data.append([to_jsonable(details.get(run_id, (None,) * len(DETAIL_COLUMNS))[index])
+                     for run_id in frame["run_id"]])  # fmt: skip
+    return {"columns": columns, "data": data, "rows": len(frame)}
+
+
 @pytest.mark.parametrize("float_cells", [0, 10**9])  # DuckDB spells the floats / Python does (small answers)
 def test_columnar_json_is_what_it_was(wide, monkeypatch, float_cells: int) -> None:
-    from workbench.httpapi import runs_columns, runs_columns_json
+    from workbench.httpapi import runs_columns_json
     from workbench.runs import query
     from workbench.runs.query import run_details
 

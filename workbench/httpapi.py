@@ -4,7 +4,7 @@ JSON from library results (`to_jsonable`, `frame_records`), the `{"error", "hint
 refused request (`error_body`), checked numbers and bodies (`int_text`, `check_int`,
 `parse_json_body`), and the runs query: its request arguments (`runs_request`, one set of
 parameters and error messages for both APIs) and its answer, by rows or by columns
-(`runs_answer`). Nothing here knows about tornado or FastAPI.
+(`runs_answer_json`). Nothing here knows about tornado or FastAPI.
 """
 
 from __future__ import annotations
@@ -214,21 +214,13 @@ def runs_request(experiment: Sequence[str] = (), filter: str | None = None, orde
     return arguments, shape
 
 
-def runs_answer(arguments: dict[str, Any], shape: str, ws: Workspace) -> Any:
-    """The runs `runs_request` asked for: a list of row objects, or with shape "columns" the table
-    column by column: `{"columns": [name, ...], "data": [[every value of column 0], ...], "rows": n}`,
-    plus the `creator` and `started_at` of each run. The JupyterLab runs table asks for columns: for
-    10,000 wide runs it is about half the bytes (no key repeated in every row) and several times
-    cheaper to build (each column is converted once rather than each cell checked)."""
-    from workbench.runs.query import runs
-
-    frame = runs(**arguments, ws=ws)
-    return runs_columns(frame, ws) if shape == "columns" else frame_records(frame)
-
-
 def runs_answer_json(arguments: dict[str, Any], shape: str, ws: Workspace) -> str:
-    """`runs_answer` as the JSON text of the reply, written by the caller's thread (a worker, not
-    a server's event loop); by columns through `runs_columns_json`, the fast way for wide tables."""
+    """The runs `runs_request` asked for, as the JSON text of the reply, written by the caller's
+    thread (a worker, not a server's event loop): a list of row objects, or with shape "columns"
+    the table column by column, `{"columns": [name, ...], "data": [[every value of column 0], ...],
+    "rows": n}`, plus the `creator` and `started_at` of each run (`runs_columns_json`). The
+    JupyterLab runs table asks for columns: for 10,000 wide runs it is about half the bytes (no key
+    repeated in every row) and several times cheaper to build."""
     from workbench.runs.query import runs
 
     frame = runs(**arguments, ws=ws)
@@ -236,7 +228,7 @@ def runs_answer_json(arguments: dict[str, Any], shape: str, ws: Workspace) -> st
 
 
 def runs_columns_json(frame: Any, ws: Workspace) -> str:
-    """`runs_columns(frame, ws)` as compact JSON text, written column by column.
+    """`frame` (from `runs()`) column by column, plus `DETAIL_COLUMNS`, as compact JSON text.
 
     The float columns (metrics: the bulk of a wide table) are spelled all at once by
     `float_columns_json`: for 30,000 runs x 100 metrics `json.dumps` of the dict took 1.2 s, more
@@ -266,20 +258,6 @@ def runs_columns_json(frame: Any, ws: Workspace) -> str:
         pieces.update(zip(floats, spelled.result(), strict=True))
     data = ",".join([*(pieces[index] for index in range(len(series))), *extra])
     return f'{{"columns":{dumps(names)},"data":[{data}],"rows":{len(frame)}}}'
-
-
-def runs_columns(frame: Any, ws: Workspace) -> dict[str, Any]:
-    """`frame` (from `runs()`) column by column with JSON-safe values, plus `DETAIL_COLUMNS`."""
-    from workbench.runs.query import DETAIL_COLUMNS, run_details
-
-    details = run_details(frame["run_id"], ws)
-    columns = [str(name) for name in frame.columns]
-    data = [column_values(frame[name]) for name in frame.columns]
-    for index, name in enumerate(DETAIL_COLUMNS):
-        columns.append(name)
-        data.append([to_jsonable(details.get(run_id, (None,) * len(DETAIL_COLUMNS))[index])
-                     for run_id in frame["run_id"]])  # fmt: skip
-    return {"columns": columns, "data": data, "rows": len(frame)}
 
 
 def column_values(series: Any) -> list[Any]:

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from workbench.errors import ValidationError, WorkbenchError
-from workbench.httpapi import error_body, runs_answer, runs_request
+from workbench.httpapi import error_body, runs_answer_json, runs_request
 from workbench.runs.ids import check_run_id
 from workbench.server.auth import requires, workspace
 from workbench.server.responses import reply
@@ -28,11 +28,11 @@ def list_runs(
     status: str | None = Query(None, description="Only runs with this status, e.g. finished."),
     format: str | None = Query(None, description="records (default: a list of rows) or columns."),
     ws: Workspace = Depends(workspace),
-) -> JSONResponse:
+) -> Response:
     """Runs matching the filter: one object per run (params.*, metrics.*, tags.*), or column by column
     with `format=columns`. The same parameters and error messages as the JupyterLab runs table."""
     arguments, shape = runs_request(experiment, filter, order_by, limit, status, format)
-    return reply(runs_answer(arguments, shape, ws), json_safe=shape == "columns")
+    return Response(runs_answer_json(arguments, shape, ws), media_type="application/json")
 
 
 @router.get("/runs/{run_id}", dependencies=[Depends(requires(VIEWER, "reading runs"))])
