@@ -210,16 +210,17 @@ def test_mlflow_scoring_protocol_payloads_give_the_same_predictions(served):
 def test_a_server_whose_start_cannot_be_audited_does_not_serve(served, monkeypatch, caplog):
     """The audit entry used to be dropped silently: a server could run with no record of it."""
     import workbench.serving.server as server_module
+    from workbench import audit
     from workbench.errors import StoreBusyError
 
-    real_record = server_module.audit.record
+    real_record = audit.record
 
     def busy(con, action, *args, **kwargs):
         if action == "serving.started":
             raise StoreBusyError("The catalog stayed locked by another process for 1 s.")
         return real_record(con, action, *args, **kwargs)
 
-    monkeypatch.setattr(server_module.audit, "record", busy)
+    monkeypatch.setattr(audit, "record", busy)
     with pytest.raises(wb.WorkbenchError, match="Not serving wine@production: its audit entry could not be written"):
         wb.serve("wine@production", log_predictions=False)
     assert server_module.running_servers() == []
@@ -229,7 +230,7 @@ def test_a_server_whose_start_cannot_be_audited_does_not_serve(served, monkeypat
             raise StoreBusyError("The catalog stayed locked by another process for 1 s.")
         return real_record(con, action, *args, **kwargs)
 
-    monkeypatch.setattr(server_module.audit, "record", stop_fails)
+    monkeypatch.setattr(audit, "record", stop_fails)
     with wb.serve("wine@production", log_predictions=False):
         pass
     assert "serving.stopped of wine@production could not be written" in caplog.text  # said, not swallowed

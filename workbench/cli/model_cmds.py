@@ -179,13 +179,18 @@ def serve_cmd(
     docs: bool = typer.Option(False, "--docs", help="Serve /docs and /openapi.json (behind the token, if any)."),
     no_log: bool = typer.Option(False, "--no-log", help="Do not log predictions."),
 ) -> None:
-    """Serve a registered model over HTTP: POST /predict, GET /health, /metadata, /metrics."""
+    """Serve a registered model over HTTP: POST /predict, GET /health, /metadata, /metrics.
+
+    With a team server configured (WORKBENCH_URL, 'workbench login') the model is pulled from it,
+    alias moves are followed through its change feed and predictions are shipped to it."""
     from workbench.serving.server import build_server, serve_forever
+    from workbench.serving.sources import model_source
 
     server = build_server(ref, host=host, port=port, canary=canary, token=serving_token(token, token_file),
-                          log_predictions=not no_log, docs=docs, ws=workspace())  # fmt: skip
+                          log_predictions=not no_log, docs=docs, source=model_source(workspace))  # fmt: skip
     current = server.slot.current.version
-    console.print(f"Serving [bold]{current.ref}[/] ({ref}) on {server.url} — POST {server.url}/predict; Ctrl+C stops.")
+    console.print(f"Serving [bold]{current.ref}[/] ({ref}) from {server.source.describe()} on {server.url} — "
+                  f"POST {server.url}/predict; Ctrl+C stops.")  # fmt: skip
     serve_forever(server)
 
 

@@ -3,6 +3,12 @@
 Who may move an alias depends on the alias (protected: maintainer, else editor), so it is in the
 path, where the auth dependency reads it. Writes are whole library operations, retried when the
 catalog reports a conflict with a concurrent write (`retry_conflicts`).
+
+Model servers following an alias from another machine (`workbench serve NAME@alias` with a server
+configured) resolve the alias (`GET .../aliases/{alias}`), read what serving needs of a version
+(`GET .../versions/{version}`: schema, metadata, card) and download its skops file (`.../file`, with
+its sha256 in `X-Workbench-Sha256` and the ETag, so the client verifies it and caches it by hash),
+then ship their prediction logs back (`POST .../predictions`, editor) for `workbench monitor` here.
 """
 
 from __future__ import annotations
@@ -10,14 +16,23 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 
 from workbench.catalog.connection import retry_conflicts
 from workbench.names import validate_name
 from workbench.server.auth import moves_alias, requires, workspace
 from workbench.server.responses import reply
-from workbench.server.roles import MAINTAINER, VIEWER
-from workbench.server.schemas import REFUSALS, AliasMove, GatesEdit, GatesOut, ModelVersionOut, Rollback
+from workbench.server.roles import EDITOR, MAINTAINER, VIEWER
+from workbench.server.schemas import (
+    REFUSALS,
+    AliasMove,
+    EventsOffset,
+    GatesEdit,
+    GatesOut,
+    ModelVersionOut,
+    PredictionChunk,
+    Rollback,
+)
 from workbench.workspace import Workspace
 
 router = APIRouter(tags=["models"], responses=REFUSALS)
@@ -70,3 +85,64 @@ def set_gates(name: str, body: GatesEdit, ws: Workspace = Depends(workspace)) ->
 
     gates = retry_conflicts(lambda: set_gates(name, body.gates, description=body.description, ws=ws))
     return {"name": name, "gates": gates}
+
+
+def _served(version: Any) -> dict[str, Any]:
+    from workbench import blobs
+
+    return {**version.to_dict(), "sha256": blobs.expected_sha256(version.blob)}
+
+
+@router.get("/models/{name}/aliases/{alias}", dependencies=[_reading])
+def get_alias(name: str, alias: str, ws: Workspace = Depends(workspace)) -> JSONResponse:
+    """The version ALIAS of NAME points at now (with the sha256 of its file)."""
+    from workbench.models.registry import get_version
+
+    validate_name(name, "model name")
+    version = get_version(f"{name}@{validate_name(alias, 'alias')}", ws)
+    return reply({**_served(version), "alias": alias})
+
+
+@router.get("/models/{name}/versions/{version}", dependencies=[_reading])
+def get_model_version(name: str, version: int, ws: Workspace = Depends(workspace)) -> JSONResponse:
+    """What serving a version needs besides its file: schema and metadata (`meta`), metrics, lineage,
+    the sha256 of its file, and its model card (Markdown)."""
+    from workbench.models.card import model_card
+    from workbench.models.registry import get_version
+
+    found = get_version(f"{validate_name(name, 'model name')}@{int(version)}", ws)
+    return reply({**_served(found), "card": model_card(found.ref, "markdown", ws)})
+
+
+@router.get("/models/{name}/versions/{version}/file", dependencies=[_reading],
+            responses={200: {"content": {"application/octet-stream": {}}}})  # fmt: skip
+def download_model_version(name: str, version: int, ws: Workspace = Depends(workspace)) -> FileResponse:
+    """The version's model file (skops) as stored; `X-Workbench-Sha256` and the ETag are its sha256."""
+    from workbench import blobs
+    from workbench.errors import NotFoundError
+    from workbench.models.registry import get_version
+
+    found = get_version(f"{validate_name(name, 'model name')}@{int(version)}", ws)
+    path = blobs.blob_path(ws, found.blob)
+    if not path.is_file():
+        raise NotFoundError(f"The model file of {found.ref} is missing on the server.", "Run 'workbench doctor' there.")
+    sha = blobs.expected_sha256(found.blob)
+    return FileResponse(path, media_type="application/octet-stream", filename=f"{name}-{found.version}.skops",
+                        headers={"X-Workbench-Sha256": sha, "ETag": f'"{sha}"'})  # fmt: skip
+
+
+@router.post("/models/{name}/predictions", response_model=EventsOffset,
+             dependencies=[Depends(requires(EDITOR, "uploading prediction logs"))])  # fmt: skip
+def upload_predictions(name: str, chunk: PredictionChunk, ws: Workspace = Depends(workspace)) -> JSONResponse:
+    """Append a batch of a model server's prediction log (its file `stream` from byte `offset`), exactly
+    once: a batch the server has is acknowledged again, not stored twice; a gap is 409 with `size`.
+    Records are checked (JSON objects with at, request_id, version, latency_ms, input, prediction; at
+    most 10,000 a batch). `workbench monitor NAME` on the server reads them."""
+    from workbench.httpapi import error_body
+    from workbench.serving.predlog import PredictionOffsetConflict, receive
+
+    try:
+        size = receive(ws, validate_name(name, "model name"), chunk.stream, chunk.offset, chunk.lines)
+    except PredictionOffsetConflict as exc:
+        return JSONResponse({**error_body(exc), "size": exc.size}, status_code=409)
+    return reply({"size": size})

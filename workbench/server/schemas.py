@@ -67,6 +67,16 @@ class EventChunk(Strict):
     lines: str = Field(description="Newline-terminated JSON event lines, as wb.log_* wrote them.")
 
 
+class PredictionChunk(Strict):
+    """POST /models/{name}/predictions: part of a model server's prediction log from byte `offset`."""
+
+    stream: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+                        description="The client's log file (one per server process and day): the batch's id "
+                        "is (`stream`, `offset`).")  # fmt: skip
+    offset: int = Field(strict=True, ge=0, le=MAX_INT, description="Bytes of the client's log file before `lines`.")
+    lines: str = Field(description="Newline-terminated JSON prediction records, as the model server wrote them.")
+
+
 class SqlQuery(Strict):
     """POST /sql: one read-only SELECT over snapshots, and how many rows of its result to answer."""
 

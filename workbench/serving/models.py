@@ -3,22 +3,26 @@
 A `LoadedModel` is immutable: a version record and its `Predictor` (the estimator). The `ModelSlot`
 holds the current one; a request takes the reference once at its start and uses that object to
 the end, so a swap (an assignment of a new, fully loaded object) can never hand a request a
-half-loaded model. An `AliasWatcher` thread `stat()`s the registry's alias file a few times a
-second and, when the alias moved, loads the new version off the request path and swaps it in.
+half-loaded model. Where versions come from is the slot's `ModelSource` (`sources.py`): for a
+local workspace an `AliasWatcher` thread `stat()`s the registry's alias file a few times a second
+and, when the alias moved, loads the new version off the request path and swaps it in; for a team
+server the change feed is followed instead (`remote_source.ChangeFollower`), with the same swap.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from workbench.models.registry import ALIAS_FILE, ModelVersion, get_version, load, model_dir
 from workbench.names import parse_ref
 from workbench.serving.predict import Predictor
 from workbench.workspace import Workspace
+
+if TYPE_CHECKING:
+    from workbench.serving.sources import ModelSource
 
 log = logging.getLogger("workbench.serving")
 CATALOG_CHECK_TICKS = 40  # every 10 s at the default interval
@@ -46,11 +50,16 @@ def load_version(ws: Workspace, ref: str) -> LoadedModel:
 class ModelSlot:
     """The model currently served for a reference like `wine@production`."""
 
-    def __init__(self, ws: Workspace, ref: str) -> None:
-        self.ws = ws
+    def __init__(self, source: ModelSource | Workspace, ref: str) -> None:
+        if isinstance(source, Workspace):
+            from workbench.serving.sources import LocalSource
+
+            source = LocalSource(source)
+        self.source = source
+        self.ws = source.workspace
         self.ref = ref
         self.parsed = parse_ref(ref, "model", allow_alias=True)
-        self.current = load_version(ws, ref)
+        self.current = source.load(ref)
         self.swaps = 0
 
     @property
@@ -59,21 +68,15 @@ class ModelSlot:
         return self.parsed.version is None
 
     def target_version(self) -> int | None:
-        """The version the alias file says this slot should serve (None: unknown)."""
-        try:
-            data = json.loads((model_dir(self.ws, self.parsed.name) / ALIAS_FILE).read_text())
-        except (OSError, ValueError):
-            return None
-        if self.parsed.alias is not None:
-            return data.get("aliases", {}).get(self.parsed.alias)
-        return data.get("latest")
+        """The version the source says this slot should serve (None: unknown)."""
+        return self.source.target_version(self.parsed)
 
     def refresh(self) -> bool:
         """Load and swap in the version the alias points at now; True if it changed."""
         target = self.target_version()
         if target is None or target == self.current.version.version:
             return False
-        fresh = load_version(self.ws, f"{self.parsed.name}@{target}")
+        fresh = self.source.load(f"{self.parsed.name}@{target}")
         self.current = fresh  # one reference assignment: atomic for every reader
         self.swaps += 1
         log.info("now serving %s (was swapped in for %s)", fresh.version.ref, self.ref)

@@ -10,6 +10,10 @@ Binds to 127.0.0.1 unless told otherwise. While it runs, a status file in
 `serving/<pid>.json` says what it serves where (the JupyterLab Models section shows it); start
 and stop are audited. A token (`WORKBENCH_SERVE_TOKEN`, `--token-file`, or `--token`, which every
 local user can read in the process list) protects every endpoint except /health and /metrics.
+
+The models come from a `sources.ModelSource` chosen once (`sources.model_source`): the local
+workspace, or a team server when one is configured (`WORKBENCH_URL`, `workbench login`), whose
+models are pulled and followed through its change feed and to which the prediction log is shipped.
 """
 
 from __future__ import annotations
@@ -26,13 +30,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from workbench import audit
-from workbench.catalog import transaction
 from workbench.errors import ValidationError, WorkbenchError
 from workbench.permissions import make_dir, protect
 from workbench.serving.app import Canary, create_app
-from workbench.serving.models import AliasWatcher, ModelSlot, load_version
+from workbench.serving.models import ModelSlot
 from workbench.serving.predlog import PredictionLogger
+from workbench.serving.sources import Follower, LocalSource, ModelSource, model_source
 from workbench.workspace import Workspace, current_workspace
 
 log = logging.getLogger("workbench.serving")
@@ -102,9 +105,14 @@ class Server:
     port: int
     slot: ModelSlot
     app: Any
-    watcher: AliasWatcher
+    watcher: Follower
     logger: PredictionLogger | None
     canary: tuple[int, float] | None = None  # (version, share of requests), for the status file
+    shipper: Follower | None = None  # sends the prediction log elsewhere (a team server)
+
+    @property
+    def source(self) -> ModelSource:
+        return self.slot.source
 
     @property
     def url(self) -> str:
@@ -114,18 +122,21 @@ class Server:
 def build_server(
     ref: str, *, host: str = "127.0.0.1", port: int = 8000, canary: str | None = None, token: str | None = None,
     log_predictions: bool = True, docs: bool = False, ws: Workspace | None = None,
+    source: ModelSource | None = None,
 ) -> Server:  # fmt: skip
     """Load the model (and canary) and build the app; errors here are the user's (bad ref...).
-    Without `token`, WORKBENCH_SERVE_TOKEN is used if set; `docs` serves /docs and /openapi.json."""
-    ws = ws or current_workspace()
-    slot = ModelSlot(ws, ref)
+    Without `token`, WORKBENCH_SERVE_TOKEN is used if set; `docs` serves /docs and /openapi.json.
+    The models come from `source`, else the workspace `ws`, else `sources.model_source()`."""
+    source = source or (LocalSource(ws) if ws is not None else model_source(current_workspace))
+    slot = ModelSlot(source, ref)
     canary_spec = parse_canary(canary)
     canary_model = None
     if canary_spec:
-        canary_model = Canary(load_version(ws, f"{slot.parsed.name}@{canary_spec[0]}"), canary_spec[1])
-    logger = PredictionLogger(ws, slot.parsed.name) if log_predictions else None
+        canary_model = Canary(source.load(f"{slot.parsed.name}@{canary_spec[0]}"), canary_spec[1])
+    logger = PredictionLogger(source.workspace, slot.parsed.name) if log_predictions else None
+    shipper = source.shipper(slot.parsed.name) if log_predictions else None
     app = create_app(slot, canary=canary_model, token=resolve_token(token), logger=logger, docs=docs)
-    return Server(ws, ref, host, port, slot, app, AliasWatcher(slot), logger, canary_spec)
+    return Server(source.workspace, ref, host, port, slot, app, source.follower(slot), logger, canary_spec, shipper)
 
 
 @contextmanager
@@ -135,6 +146,8 @@ def _lifecycle(server: Server) -> Iterator[None]:
     server.watcher.start()
     if server.logger:
         server.logger.start()
+    if server.shipper:
+        server.shipper.start()
     folder = make_dir(serving_dir(server.ws))
     status = folder / f"{os.getpid()}-{server.port}.json"
     status.write_text(json.dumps(_status_info(server)))
@@ -145,6 +158,8 @@ def _lifecycle(server: Server) -> Iterator[None]:
         server.watcher.stop()
         if server.logger:
             server.logger.stop()
+        if server.shipper:
+            server.shipper.stop()  # after the logger's last flush: sends what is left
         status.unlink(missing_ok=True)
         _audit(server, "serving.stopped", required=False)
 
@@ -183,8 +198,7 @@ def _audit(server: Server, action: str, *, required: bool) -> None:
     stopping anyway and the caller may be in the middle of shutting down.
     """
     try:
-        with transaction(server.ws) as con:
-            audit.record(con, action, f"model:{server.ref}", {"url": server.url, "pid": os.getpid()})
+        server.source.record(action, f"model:{server.ref}", {"url": server.url, "pid": os.getpid()}, required)
     except WorkbenchError as exc:
         if required:
             raise WorkbenchError(f"Not serving {server.ref}: its audit entry could not be written ({exc.message})",

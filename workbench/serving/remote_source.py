@@ -1,0 +1,335 @@
+"""A model server whose models live on a team server (`workbench serve NAME@alias` with `WORKBENCH_URL`).
+
+- Loading: the version an alias points at comes from `GET /models/{name}/aliases/{alias}`, its
+  record (schema, metadata) from `GET /models/{name}/versions/{version}`, its skops file from
+  `.../file`. Files are cached under their sha256 in `$XDG_CACHE_HOME/workbench/models/<sha256>`
+  (folder 0700, files 0600) and checked against it on every load: a cached file that does not match
+  is deleted and downloaded again, a download that does not match (or whose `X-Workbench-Sha256`
+  differs from the record's) is refused. The bytes are then loaded like local ones
+  (`serialization.load_model`: allow-listed types, never pickle).
+- Following: a thread long-polls the change feed (`GET /changes?action=alias.moved&target=
+  model:NAME@ALIAS`); after a move it loads the new version off the request path and the slot
+  swaps it in (one reference assignment). When the server cannot be reached the current model
+  keeps serving and the thread retries with backoff (up to 10 s), then re-resolves the alias in
+  case it moved meanwhile.
+- Prediction log: the server writes it into this server's spool
+  (`$XDG_CACHE_HOME/workbench/spool/<host>_<port>/predictions/<model>/`, the same JSON lines as a
+  local server); a `PredictionShipper` thread sends the new complete lines of each file once a
+  second, as (`stream`, `offset`) batches the team server stores exactly once, and keeps the
+  acknowledged offset per file in `sent.json` there, so a restarted server sends only the rest.
+  Uploading needs role editor: with a viewer token serving works and the log stays in the spool;
+  a warning says so once (and which role is needed).
+- Serving starts and stops are not in the team server's audit log (there is no route to write
+  one); they are logged on this machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import secrets
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from workbench.errors import BlobIntegrityError
+from workbench.models.registry import ModelVersion
+from workbench.names import Ref, parse_ref
+from workbench.remote.client import Client, PermissionDeniedError, RemoteError, RemoteValidationError
+from workbench.remote.config import Remote
+from workbench.serving.models import LoadedModel, ModelSlot
+from workbench.serving.predict import Predictor
+from workbench.serving.predlog import predictions_dir
+from workbench.serving.sources import Follower, cache_root
+from workbench.workspace import Workspace, _write_json_atomic
+
+log = logging.getLogger("workbench.serving")
+
+POLL_SECONDS = 25.0  # one long-poll of the change feed
+MAX_BACKOFF_SECONDS = 10.0
+SHIP_INTERVAL_SECONDS = 1.0
+BATCH_BYTES = 256 * 1024  # of prediction lines per upload (the server takes JSON bodies up to 1 MiB)
+SENT_FILE = "sent.json"
+
+
+def model_cache_dir() -> Path:
+    """`$XDG_CACHE_HOME/workbench/models`: model files by sha256, private to their owner."""
+    folder = Path(cache_root()) / "models"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(folder, 0o700)
+    return folder
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _version(info: dict[str, Any]) -> ModelVersion:
+    """A version record as the server spells it (`ModelVersion.to_dict`)."""
+    return ModelVersion(
+        name=info["name"], version=int(info["version"]), run_id=info.get("run_id") or "",
+        artifact=info.get("artifact") or "", blob=info.get("blob") or "", meta=info.get("meta") or {},
+        metrics=info.get("metrics") or {}, params=info.get("params") or {}, inputs=info.get("inputs") or [],
+        created_at=datetime.fromisoformat(info["created_at"]), creator=info.get("creator") or "",
+        reason=info.get("reason"), aliases=list(info.get("aliases") or []),
+    )  # fmt: skip
+
+
+class RemoteSource:
+    """Models of the team server `remote` (see the module doc)."""
+
+    def __init__(self, remote: Remote) -> None:
+        from workbench.remote.sender import spool_workspace
+
+        self.remote = remote
+        self.client = Client(remote, timeout=60.0)
+        self.workspace: Workspace = spool_workspace(remote)
+        self.downloads = 0
+
+    def describe(self) -> str:
+        return self.remote.url
+
+    # -- versions
+
+    def _info(self, parsed: Ref) -> dict[str, Any]:
+        name = parsed.name
+        if parsed.version is not None:
+            return self.client.get(f"/models/{name}/versions/{parsed.version}")
+        if parsed.alias is not None:
+            return self.client.get(f"/models/{name}/aliases/{parsed.alias}")
+        latest = self.client.get(f"/models/{name}")["latest_version"]
+        return self.client.get(f"/models/{name}/versions/{latest}")
+
+    def target_version(self, parsed: Ref) -> int | None:
+        return int(self._info(parsed)["version"])
+
+    def load(self, ref: str) -> LoadedModel:
+        from workbench.models.serialization import load_model
+
+        info = self._info(parse_ref(ref, "model", allow_alias=True))
+        version = _version(info)
+        data = self.model_file(version, str(info["sha256"]))
+        return LoadedModel(version, Predictor(load_model(data, version.meta), version.schema))
+
+    def model_file(self, version: ModelVersion, sha256: str) -> bytes:
+        """The verified bytes of the version's file: from the cache, else downloaded (and cached)."""
+        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+            raise BlobIntegrityError(f"The server named an invalid sha256 for {version.ref}: {sha256[:80]!r}.")
+        path = model_cache_dir() / sha256
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            data = None
+        if data is not None:
+            if _sha256(data) == sha256:
+                return data
+            _warn(f"The cached model file {path} of {version.ref} does not match its sha256; downloading it again.")
+            path.unlink(missing_ok=True)
+        response = self.client.request("GET", f"/models/{version.name}/versions/{version.version}/file")
+        data = response.content
+        announced = response.headers.get("x-workbench-sha256", "")
+        if announced != sha256 or _sha256(data) != sha256:
+            raise BlobIntegrityError(f"The model file of {version.ref} downloaded from {self.remote.url} does not "
+                                     f"match its sha256 {sha256}; refused.", "Try again; if it persists, run "
+                                     "'workbench doctor' on the server.")  # fmt: skip
+        self.downloads += 1
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".download-")  # 0600
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return data
+
+    # -- helpers of a running server
+
+    def follower(self, slot: ModelSlot) -> Follower:
+        return ChangeFollower(self, slot)
+
+    def shipper(self, model: str) -> Follower | None:
+        return PredictionShipper(self.remote, predictions_dir(self.workspace, model), model)
+
+    def record(self, action: str, target: str, details: dict[str, Any], required: bool) -> None:
+        log.info("%s %s %s (team server %s)", action, target, details, self.remote.url)
+
+
+def _warn(message: str) -> None:
+    print(f"Warning: {message}", file=sys.stderr, flush=True)
+
+
+class ChangeFollower:
+    """Long-polls the change feed for moves of the slot's alias and refreshes the slot (module doc)."""
+
+    def __init__(self, source: RemoteSource, slot: ModelSlot) -> None:
+        self.source = source
+        self.slot = slot
+        self.client = Client(source.remote, timeout=POLL_SECONDS + 15, retries=0)
+        parsed = slot.parsed
+        self.params: dict[str, Any] = {"timeout": str(POLL_SECONDS)}
+        if parsed.alias is not None:
+            self.params.update(action="alias.moved", target=f"model:{parsed.name}@{parsed.alias}")
+        else:  # latest: any new version
+            self.params.update(action="model.version.created", target=f"model:{parsed.name}")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="workbench-alias-follower", daemon=True)
+
+    def start(self) -> ChangeFollower:
+        if self.slot.follows_alias:
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.client.close()  # ends a long-poll in flight
+
+    def _loop(self) -> None:
+        cursor: int | None = None  # from now on; then a refresh covers a move before the first poll
+        stale, backoff, down_since = True, 0.5, None
+        while not self._stop.is_set():
+            try:
+                params = {**self.params, **({"after": str(cursor)} if cursor is not None else {"timeout": "0"})}
+                answer = self.client.get("/changes", params=params)
+                cursor = int(answer["last_id"])
+                if answer["changes"] or stale:
+                    self.slot.refresh()
+                stale, backoff = False, 0.5
+                if down_since is not None:
+                    log.warning("the team server %s answers again", self.source.remote.url)
+                    down_since = None
+            except Exception as exc:  # unreachable, busy, a bad download: keep serving, retry with backoff
+                if self._stop.is_set():
+                    return
+                if down_since is None:
+                    down_since = time.monotonic()
+                    reason = exc.message if isinstance(exc, RemoteError) else f"{type(exc).__name__}: {exc}"
+                    _warn(f"Cannot follow {self.slot.ref} on {self.source.remote.url} ({reason}); still serving "
+                          f"{self.slot.current.version.ref}, retrying.")  # fmt: skip
+                stale = True
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+
+
+class PredictionShipper:
+    """Ships the prediction log files of one model from the spool to the team server (module doc)."""
+
+    def __init__(self, remote: Remote, folder: Path, model: str, interval: float = SHIP_INTERVAL_SECONDS) -> None:
+        self.remote = remote
+        self.folder = folder
+        self.model = model
+        self.interval = interval
+        self.client = Client(remote, timeout=30.0, retries=0)
+        self.refused: str | None = None
+        self.shipped = 0  # bytes acknowledged by this process
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="workbench-prediction-shipper", daemon=True)
+        self._prefix = _client_id(folder.parent.parent)
+
+    def start(self) -> PredictionShipper:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the thread, then send what the log has (the logger flushed it first), once."""
+        self._stop.set()
+        self._thread.join(timeout=30)
+        if not self.refused:
+            try:
+                self.ship()
+            except RemoteError as exc:
+                _warn(f"The prediction log stays in {self.folder} for now: {exc.message}")
+
+    def _loop(self) -> None:
+        backoff = self.interval
+        while not self._stop.wait(backoff):
+            try:
+                self.ship()
+                backoff = self.interval
+            except RemoteError:  # unreachable or busy: the lines wait in the spool
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+            if self.refused:
+                return
+
+    def _state(self) -> dict[str, int]:
+        try:
+            data = json.loads((self.folder / SENT_FILE).read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+        return {k: int(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    def pending(self) -> int:
+        """Bytes of complete lines not yet acknowledged by the server."""
+        state = self._state()
+        return sum(max(0, _complete_size(p) - state.get(p.name, 0)) for p in self.folder.glob("*.jsonl"))
+
+    def ship(self) -> None:
+        """Send every file's new complete lines, in batches, recording each acknowledged offset."""
+        state = self._state()
+        for path in sorted(self.folder.glob("*.jsonl")):
+            offset, size = state.get(path.name, 0), _complete_size(path)
+            while offset < size:
+                with open(path, "rb") as handle:
+                    handle.seek(offset)
+                    chunk = handle.read(min(BATCH_BYTES, size - offset))
+                cut = chunk.rfind(b"\n") + 1 if len(chunk) == BATCH_BYTES else len(chunk)
+                if cut <= 0:  # one line longer than a batch: cannot be sent (the server would refuse it too)
+                    cut = len(chunk)
+                body = {"stream": f"{self._prefix}-{path.stem}", "offset": offset,
+                        "lines": chunk[:cut].decode("utf-8", errors="replace")}  # fmt: skip
+                try:
+                    answer = self.client.request("POST", f"/models/{self.model}/predictions", json=body, ok=(409,))
+                except (PermissionDeniedError, RemoteValidationError) as exc:  # retrying would not help
+                    self.refused = exc.message
+                    _warn(f"{exc.message} Serving goes on; its prediction log stays in {self.folder}.")
+                    return
+                acknowledged = int(answer.json()["size"])
+                self.shipped += max(0, acknowledged - offset)
+                offset = acknowledged
+                state[path.name] = offset
+                _write_json_atomic(self.folder / SENT_FILE, state)
+
+
+def _complete_size(path: Path) -> int:
+    """Bytes of the file up to its last newline (a line still being written is not sent)."""
+    try:
+        data_size = path.stat().st_size
+    except FileNotFoundError:
+        return 0
+    if not data_size:
+        return 0
+    with open(path, "rb") as handle:
+        handle.seek(max(0, data_size - 64 * 1024))
+        tail = handle.read()
+    return data_size - len(tail) + tail.rfind(b"\n") + 1 if b"\n" in tail else 0
+
+
+def _client_id(spool: Path) -> str:
+    """A random id of this spool (one per machine and user and server), made once: the server tells
+    apart the log files of different clients by it."""
+    path = spool / "client_id"
+    try:
+        found = path.read_text().strip()
+        if found:
+            return found
+    except FileNotFoundError:
+        pass
+    made = secrets.token_hex(8)
+    tmp = path.with_name(f".client_id.{os.getpid()}")
+    tmp.write_text(made)
+    try:
+        os.link(tmp, path)  # the first one made wins; a concurrent process reads its id
+    except FileExistsError:
+        made = path.read_text().strip() or made
+    finally:
+        tmp.unlink(missing_ok=True)
+    return made
+
+
+__all__ = ["ChangeFollower", "PredictionShipper", "RemoteSource", "model_cache_dir"]
