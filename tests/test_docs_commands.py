@@ -52,8 +52,16 @@ SKIP: dict[str, str] = {
     ".venv/bin/pytest": "runs part of the test suite (tests/security, tests/reliability), which make test runs",
     "workbench sweep notebooks/02_train.ipynb --grid learning_rate=0.03,0.1 --executor dask":
         "needs a Dask cluster at tcp://scheduler:8786; the Dask executor is tested in tests/test_sweeps.py",
+    "workbench run train.ipynb": "train.ipynb stands for a notebook of yours that reads no snapshot (docs/team.md's "
+        "server holds its workspace open); tests/test_team_runs.py runs one against a server",
+    "workbench sweep train.ipynb": "train.ipynb stands for a notebook of yours; tests/test_team_runs.py sweeps one "
+        "against a server on a Dask cluster whose workers have no workspace folder",
+    "dask scheduler": "serves a Dask scheduler until stopped; tests/test_team_runs.py starts one on loopback",
+    "dask worker": "serves as a Dask worker until stopped; tests/test_team_runs.py starts them in an empty folder",
     "workbench server --host 0.0.0.0":
         "serves HTTPS with a certificate of your own on every interface; tests/test_team_server.py starts it with TLS",
+    "workbench server backup /srv/backups/workbench-2026-12-01 --home":
+        "needs the server stopped, and /srv; tests/test_team_backup.py backs up a stopped workspace with --home",
     "workbench serve wine-classifier@production --port 8001 $":
         "docs/team.md's server has no model (models are promoted on the server's machine); "
         "tests/test_team_serve.py serves one from a server",

@@ -7,7 +7,8 @@ runs are submitted and awaited, and what a failed task means for its run.
 
 Local: a pool of K workers, each kernel limited to about cores/K BLAS/OpenMP threads so parallel
 runs never oversubscribe the machine. Dask: `dask.distributed`, whose workers must see the
-workspace folder; the connection is bounded by `dask_connect_timeout`, and the runs that never
+workspace folder (against a team server they need none: `execute_tasks` sends self-contained
+tasks, `workbench.remote.tasks`); the connection is bounded by `dask_connect_timeout`, and the runs that never
 started end at once if the connection drops.
 """
 
@@ -124,6 +125,47 @@ def execute_runs(executor: Executor, ws: Workspace, run_ids: list[str], on_progr
             executor.ended(ws, [futures[future] for future in done])
             _report(on_progress, statuses, total, min(slots, total - len(statuses)))
     return statuses
+
+
+def execute_tasks(executor: str, scheduler: str | None, parallel: int, tasks: list[Any], ws: Workspace,
+                  on_progress: Progress | None) -> dict[str, str]:  # fmt: skip
+    """Execute self-contained run tasks (`workbench.remote.tasks`: a sweep against a team server) on a
+    local pool or a Dask cluster: how each ended (`{run_id: status}`). A task that raised, or whose
+    worker died, is `killed` (the server may never have heard of its run)."""
+    from workbench.remote.tasks import run_task
+
+    statuses: dict[str, str] = {}
+    total = len(tasks)
+    with open_executor(executor, scheduler, parallel, ws) as runner:
+        if isinstance(runner, DaskCluster):
+            futures = {runner.client.submit(run_task, task, key=f"workbench-run-{task.run_id}", pure=False): task.run_id
+                       for task in tasks}  # fmt: skip
+            slots = sum(runner.client.nthreads().values()) or parallel
+            _report(on_progress, statuses, total, min(slots, total))
+            for done in runner.completed(futures):
+                _task_statuses(statuses, futures, done)
+                _report(on_progress, statuses, total, min(slots, total - len(statuses)))
+            return statuses
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        workers = min(parallel, total)
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=init_worker_process) as pool:
+            futures = {pool.submit(run_task, task): task.run_id for task in tasks}
+            _report(on_progress, statuses, total, min(workers, total))
+            for done in runner.completed(futures):
+                _task_statuses(statuses, futures, done)
+                _report(on_progress, statuses, total, min(workers, total - len(statuses)))
+    return statuses
+
+
+def _task_statuses(statuses: dict[str, str], futures: dict[Any, str], done: list[Any]) -> None:
+    for future in done:
+        try:
+            statuses[futures[future]] = future.result()["status"]
+        except Exception:
+            statuses[futures[future]] = "killed"
 
 
 def _report(on_progress: Progress | None, statuses: dict[str, str], total: int, running: int) -> None:

@@ -37,6 +37,7 @@ from workbench.sweep_executors import (
     dask_timeout,
     end_unstarted,
     execute_runs,
+    execute_tasks,
     open_executor,
 )
 from workbench.sweep_grid import Distribution, Space, expand, parse_grid_option, sweep_size
@@ -62,6 +63,8 @@ class SweepResult:
     experiment: str
     run_ids: list[str]
     statuses: dict[str, str] = field(default_factory=dict)
+    #: where its runs are read back from (a team server's); None: the workspace given to `table`
+    place: Any = field(default=None, repr=False, compare=False)
 
     @property
     def failed(self) -> list[str]:
@@ -71,7 +74,7 @@ class SweepResult:
         """One row per run: status, params, last metric values; sorted by `metric` if given."""
         rows = []
         for run_id in self.run_ids:
-            run = get_run(run_id, ws)
+            run = self.place.get_run(run_id) if self.place is not None else get_run(run_id, ws)
             rows.append({"run_id": run_id, "status": run.status, "duration_s": run.duration_s,
                          **{f"params.{k}": v for k, v in run.params.items()},
                          **{f"metrics.{k}": v for k, v in run.metrics.items()}})  # fmt: skip
@@ -111,8 +114,11 @@ def sweep(
     with nothing queued. `parent_run_id` and `pipeline_run` are recorded on every run (a pipeline
     step links its runs to the previous step's selected run).
     """
-    ws = ws or current_workspace()
+    from workbench.remote.runs import run_place
+
     check_executor(executor, scheduler)
+    place = run_place(ws)  # the workspace, or a team server's spool (`ws` not given, a server configured)
+    ws = place.ws
     parallel = check_parallel(parallel, ws)
     space: Space = {name: values if isinstance(values, Distribution) else list(values)
                     for name, values in (grid or {}).items()}  # fmt: skip
@@ -129,6 +135,15 @@ def sweep(
                 from_text=params_from_text, kernel_name=kernel, **options)
         for combo in combos
     ]  # fmt: skip
+    if place.remote is not None:  # self-contained tasks: workers need no workspace folder
+        from workbench.remote.tasks import RunTask
+
+        sweep_id = new_run_id()
+        tasks = [RunTask(place.remote, new_run_id(), p.notebook.name, p.source, p.params, p.kernel, experiment,
+                         {**clean_tags, "sweep": sweep_id}, sweep_id, parent_run_id, pipeline_run,
+                         bool(options["fast"]), parallel) for p in prepared]  # fmt: skip
+        statuses = execute_tasks(executor, scheduler, parallel, tasks, ws, on_progress)
+        return SweepResult(sweep_id, experiment, [t.run_id for t in tasks], statuses, place)
     with open_executor(executor, scheduler, parallel, ws) as runner:  # connects before anything is recorded
         sweep_id = new_run_id()
         spec = {"grid": {k: (v if isinstance(v, list) else repr(v)) for k, v in space.items()}, "random": random,

@@ -22,13 +22,13 @@ from typing import Any
 
 from workbench.errors import ValidationError, WorkbenchError
 from workbench.names import validate_name
-from workbench.remote.runs import interactive_run
+from workbench.remote.runs import injected_workspace, interactive_run
 from workbench.runs import artifacts
 from workbench.runs.events import ENV_PINS, ENV_RUN_ID, Heartbeat, metric_line, metric_prefix, now_iso, run_dir
 from workbench.runs.ids import check_run_id
 from workbench.runs.ingest import writer_for
 from workbench.runs.lifecycle import RunRecord
-from workbench.workspace import Workspace, current_workspace
+from workbench.workspace import Workspace
 
 ENV_EXPERIMENT = "WORKBENCH_EXPERIMENT"
 KEY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-/]{0,127}$")
@@ -85,8 +85,8 @@ def active_run(create: bool = True) -> _ActiveRun | None:
             return _active
         injected = os.environ.get(ENV_RUN_ID)
         if injected:
-            ws = current_workspace()
             check_run_id(injected)
+            ws = injected_workspace(injected)  # the workspace, or a team server's spool
             _active = _ActiveRun(RunRecord(ws, injected, writer_for(ws, injected), 0.0), interactive=False)
         elif create:
             experiment = _experiment or os.environ.get(ENV_EXPERIMENT, "interactive")

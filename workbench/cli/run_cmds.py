@@ -81,11 +81,10 @@ def run_cmd(
     """Execute NOTEBOOK with papermill as a tracked run (exit 1 if the run fails)."""
     from workbench.runs.launch import run
 
-    ws = workspace()
-    with console.status(f"Running {notebook} ...", spinner="dots"):
+    with console.status(f"Running {notebook} ...", spinner="dots"):  # the workspace, or a team server
         result = run(notebook, collect_params(param, params_file), experiment=experiment,
                      tags=split_pairs(tag, "--tag"), allow_new_params=allow_new_params, kernel=kernel,
-                     background=background, params_from_text=True, fast=fast, ws=ws)  # fmt: skip
+                     background=background, params_from_text=True, fast=fast)  # fmt: skip
     if as_json:
         print_json(result.to_dict())
     else:
@@ -129,7 +128,7 @@ def sweep_cmd(
     from workbench.runs.params import notebook_parameters
     from workbench.sweeps import parse_grid_option, sweep
 
-    ws = workspace()
+    ws = workspace() if resume else None  # a new sweep: the workspace, or a team server (`run_place`)
     if (notebook is None) == (resume is None):
         fail("Give a NOTEBOOK to sweep, or --resume SWEEP_ID.", "E.g. workbench sweep train.ipynb --grid lr=0.1,1")
     space = {}

@@ -1,5 +1,4 @@
-"""Where an interactive run is recorded: the one place that decides between the local workspace
-and a team server.
+"""Where a run is recorded: the one place that decides between the local workspace and a team server.
 
 With no server configured (`config.resolve` is None) nothing changes: the run is created in the
 current workspace folder, as it always was. With one, the run is created in that server's spool
@@ -7,16 +6,26 @@ current workspace folder, as it always was. With one, the run is created in that
 artifacts are stored in the spool and travel with it. Before anything is written, the server is
 asked once whether this user may log runs (so a viewer is refused at the first `wb.log_*` call,
 with nothing written); if it cannot be reached, the run is logged to the spool and sent later.
+
+Notebook runs (`wb.run`, `workbench run`, a sweep's runs on a Dask worker) decide the same way
+(`run_place`): they execute here, their run folder is in the spool, the kernel logs into it
+(`injected_workspace`), and the end of the run waits for the sender as an interactive run's does.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from workbench.remote.config import Remote, resolve
 from workbench.runs.lifecycle import RunRecord, create_run
+from workbench.workspace import ENV_HOME, Workspace
+
+if TYPE_CHECKING:
+    from workbench.runs.store import Run
 
 ENV_SYNC_TIMEOUT = "WORKBENCH_SYNC_TIMEOUT"
 DEFAULT_SYNC_TIMEOUT = 30.0
@@ -101,3 +110,103 @@ def interactive_run(experiment: str) -> RunRecord:
     _say_where(remote, run_id)
     record = create_run(spool_workspace(remote), experiment=experiment, kind="interactive", run_id=run_id)
     return SpooledRunRecord(record, remote)
+
+
+@dataclass(frozen=True)
+class RunPlace:
+    """Where a notebook run is recorded: a workspace folder, or the spool of `remote`."""
+
+    ws: Workspace
+    remote: Remote | None = None
+
+    def adopt(self, record: RunRecord) -> RunRecord:
+        """The record a runner ends the run with (for a server: one that waits for the sender)."""
+        return record if self.remote is None else SpooledRunRecord(record, self.remote)
+
+    def get_run(self, run_id: str) -> Run:
+        """The run as recorded: from the catalog, or as the server has it (the spool's view, with status
+        `syncing`, while the server lacks part of a run logged from this machine)."""
+        from workbench.runs.store import get_run
+
+        if self.remote is None:
+            return get_run(run_id, self.ws)
+        from workbench.remote.client import Client, RemoteError
+        from workbench.remote.sender import run_sync_state
+        from workbench.runs.events import run_dir
+
+        here = run_dir(self.ws, run_id).is_dir()  # not for a run a Dask worker executed
+        if here and run_sync_state(run_dir(self.ws, run_id), self.remote.url)["state"] != "synced":
+            return spooled_run(self.ws, run_id)
+        try:
+            with Client(self.remote, timeout=PROBE_TIMEOUT) as client:
+                return run_from_dict(client.get(f"/runs/{run_id}"))
+        except RemoteError:  # unreachable, or a run it never heard of (its Dask worker died first)
+            return spooled_run(self.ws, run_id)
+
+
+def run_place(ws: Workspace | None = None) -> RunPlace:
+    """Where a new notebook run goes: `ws` if given, else the configured server's spool (asked first
+    whether this user may log runs), else the current workspace."""
+    if ws is not None:
+        return RunPlace(ws)
+    remote = resolve()
+    if remote is None:
+        from workbench.workspace import current_workspace
+
+        return RunPlace(current_workspace())
+    from workbench.remote.sender import spool_workspace
+    from workbench.runs.ids import new_run_id
+
+    _probe(remote, new_run_id())
+    return RunPlace(spool_workspace(remote), remote)
+
+
+def injected_workspace(run_id: str) -> Workspace:
+    """The workspace of the run a runner injected into this kernel: `$WORKBENCH_RUN_HOME` when it
+    holds the run's folder (a workspace, or a server's spool), else the current one."""
+    from workbench.runs.events import ENV_RUN_HOME
+    from workbench.workspace import current_workspace
+
+    for home in (os.environ.get(ENV_RUN_HOME), os.environ.get(ENV_HOME)):
+        if home and (Path(home) / "runs" / run_id).is_dir():
+            return Workspace(Path(home).expanduser().absolute())
+    return current_workspace()
+
+
+def run_from_dict(data: dict[str, Any]) -> Run:
+    """A `Run` from its `to_dict()` (the server's answer)."""
+    from datetime import datetime
+
+    from workbench.runs.store import Artifact, Run
+
+    fields = dict(data)
+    for key in ("created_at", "started_at", "ended_at"):
+        fields[key] = datetime.fromisoformat(fields[key]) if fields.get(key) else None
+    fields["artifacts"] = [Artifact(**a) for a in fields.get("artifacts") or []]
+    known = Run.__dataclass_fields__
+    return Run(**{key: value for key, value in fields.items() if key in known})
+
+
+def spooled_run(ws: Workspace, run_id: str) -> Run:
+    """A run the server does not have yet, as its spooled events say, with status `syncing` (`unknown`
+    when this machine has none of it either)."""
+    from workbench.runs.events import EVENTS_FILE, read_events, run_dir
+    from workbench.runs.ingest import fold
+
+    path = run_dir(ws, run_id) / EVENTS_FILE
+    item = (fold(read_events(path)) if path.is_file() else None) or {}
+    run = dict(item.get("run") or {"run_id": run_id})
+    metrics: dict[str, float | None] = {}
+    for key, _step, value, _at in item.get("metrics", []):
+        metrics[key] = value
+    artifacts = [{"name": a["name"], "kind": a.get("kind"), "blob": a.get("blob"), "size": a.get("size"),
+                  "meta": a.get("meta")} for a in (item.get("artifacts") or {}).values()]  # fmt: skip
+    defaults = {key: None for key in ("experiment", "kind", "notebook", "notebook_hash", "notebook_blob",
+                                      "output_blob", "created_at", "started_at", "ended_at", "duration_s",
+                                      "creator", "host", "git_commit", "git_dirty", "python_version", "kernel",
+                                      "error", "parent_run_id", "sweep_id")}  # fmt: skip
+    inputs = [f"{name}@{version}" for name, version in item.get("inputs", [])]
+    status = "syncing" if item else "unknown"
+    return run_from_dict({**defaults, **run, "packages": run.get("packages") or {}, "status": status,
+                          "params": item.get("params", {}), "tags": item.get("tags", {}), "metrics": metrics,
+                          "artifacts": artifacts, "inputs": inputs})  # fmt: skip

@@ -8,6 +8,10 @@ A `Sender` (one per server per process) ships every spooled run the server does 
 - in chunks of whole lines starting at the acknowledged offset, kept in `sent.json` next to the
   event file (written atomically after each answer, so a restarted process resumes where the
   server is, and a chunk sent twice is acknowledged, not appended twice: see `runs.receive`);
+- one process at a time per run: the processes of one machine share the spool (a sweep's runs, two
+  kernels) and each ships every run in it, so a run's chunk is read, sent and acknowledged in
+  `sent.json` under a lock on its `send.lock` file (else one process's late answer could move
+  `sent.json` back, or be taken for another client logging to the run, and stop its shipping);
 - the blobs a chunk refers to (artifacts, models) first, by content hash, only those the server
   lacks (`HEAD`, then `PUT`);
 - when the server cannot be reached or is busy: again later, with backoff up to a few seconds,
@@ -27,6 +31,8 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +49,7 @@ from workbench.runs.ids import RUN_ID
 from workbench.workspace import Workspace, _write_json_atomic
 
 STATE_FILE = "sent.json"
+LOCK_FILE = "send.lock"
 BATCH_BYTES = 512 * 1024  # of event lines per request (the server takes bodies up to 1 MiB of JSON)
 KEEPALIVE_SECONDS = 10.0  # an empty chunk for a live run that logged nothing meanwhile
 IDLE_SECONDS = 0.5  # how often the thread looks for news when nobody nudges it
@@ -186,6 +193,10 @@ class Sender:
 
     def _ship(self, folder: Path) -> bool:
         """Send the next chunk of one run; True if the server has all of it (or refused it for good)."""
+        with _send_lock(folder):
+            return self._ship_locked(folder)
+
+    def _ship_locked(self, folder: Path) -> bool:
         run_id = folder.name
         state = _state(folder)
         if state.get("error") or state.get("done"):
@@ -214,7 +225,7 @@ class Sender:
             return self._refused(folder, state, str(exc))
         if live:
             self._live[run_id] = time.monotonic()
-        ended = not live and _ends(path)
+        ended = not live and _ends(path, size)  # within what was sent: the file may have grown since
         if acknowledged > offset + len(data) and not ended:
             return self._refused(folder, state, f"the server has {acknowledged} bytes of the run, more than this "
                                  f"client sent ({offset + len(data)}): another client logs to it")  # fmt: skip
@@ -234,7 +245,7 @@ class Sender:
         from workbench import blobs
 
         for line in text.splitlines():
-            if '"blob' not in line:
+            if 'blob"' not in line:  # "blob", "notebook_blob", "output_blob"
                 continue
             try:
                 event = json.loads(line)
@@ -252,6 +263,22 @@ class Sender:
                 self._known_blobs.add(blob_id)
 
 
+@contextmanager
+def _send_lock(folder: Path) -> Iterator[None]:
+    """Exclusive, across the processes sharing the spool, while one of them ships a chunk of this run."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock (one process per spool there)
+        yield
+        return
+    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def _read_chunk(path: Path, offset: int, size: int) -> bytes:
     """Whole lines from `offset`: up to BATCH_BYTES, or one longer line."""
     with open(path, "rb") as handle:
@@ -262,11 +289,12 @@ def _read_chunk(path: Path, offset: int, size: int) -> bytes:
     return data[: data.rfind(b"\n") + 1]
 
 
-def _ends(path: Path) -> bool:
-    """Whether the run's file has its end event (its last line, for a run that ended normally)."""
+def _ends(path: Path, size: int) -> bool:
+    """Whether the run's file has its end event (its last line, for a run that ended normally) in its
+    first `size` bytes."""
     with open(path, "rb") as handle:
-        handle.seek(max(0, path.stat().st_size - 4096))
-        return b'"t": "end"' in handle.read()
+        handle.seek(max(0, size - 4096))
+        return b'"t": "end"' in handle.read(size - handle.tell())
 
 
 _senders: dict[str, Sender] = {}

@@ -25,6 +25,7 @@ from workbench.workspace import Workspace
 
 EVENTS_FILE = "events.jsonl"
 ENV_RUN_ID = "WORKBENCH_RUN_ID"  # set by the runner in the kernel: the run to log into
+ENV_RUN_HOME = "WORKBENCH_RUN_HOME"  # set by the runner: the folder holding that run (a workspace or a spool)
 ENV_PINS = "WORKBENCH_SNAPSHOT_PINS"  # set by rerun: {"snapshot name": version} to read
 HEARTBEAT_FILE = "heartbeat"
 FLUSH_EVERY_EVENTS = 1000

@@ -56,22 +56,31 @@ def run(
 ) -> Run:
     """Execute `notebook` with `params` as a tracked run and return it.
 
+    With a team server configured (and no `ws` given) the run executes here and is logged to the
+    server (`workbench.remote.runs.run_place`); this returns once the server has it (or after
+    `$WORKBENCH_SYNC_TIMEOUT`, the run then `syncing`).
     With `background=True` the run executes in a detached worker process and this returns at
     once with the run `queued`; follow it with `get_run` (the UI and REST API do this).
     `fast` (default: the workspace setting `fast_kernels`, on) starts the kernel from a fork server
     with the notebook's imports preloaded (see docs/performance.md).
     """
-    ws = ws or current_workspace()
+    from workbench.remote.runs import run_place
+
     if experiment is not None:
         validate_name(experiment, "experiment name")
+    place = run_place(ws)  # the workspace, or a team server's spool (`ws` not given, a server configured)
+    if background and place.remote is not None:
+        raise ValidationError(f"Runs logged to the team server {place.remote.url} execute in the foreground.",
+                              "Leave out background=True / --background (or start a sweep for many runs).")  # fmt: skip
+    ws = place.ws
     prepared = prepare(notebook, params, allow_new_params=allow_new_params, from_text=params_from_text,
                        kernel_name=kernel, **fast_options(ws, fast))  # fmt: skip
-    record = queue(ws, prepared, experiment=experiment, tags=check_tags(tags))
+    record = place.adopt(queue(ws, prepared, experiment=experiment, tags=check_tags(tags)))
     if background:
         start_background(ws, record.run_id)
     else:
         execute(ws, prepared, record)
-    return get_run(record.run_id, ws)
+    return place.get_run(record.run_id)
 
 
 def fast_options(ws: Workspace, fast: bool | None) -> dict[str, Any]:

@@ -91,9 +91,9 @@ def prepare(
 def queue(
     ws: Workspace, prepared: PreparedRun, *, experiment: str | None = None, tags: dict[str, str] | None = None,
     parent_run_id: str | None = None, sweep_id: str | None = None, pipeline_run: str | None = None,
-    pins: dict[str, int] | None = None,
+    pins: dict[str, int] | None = None, run_id: str | None = None,
 ) -> RunRecord:  # fmt: skip
-    """Create the run record (`queued`) so UIs see it before it starts.
+    """Create the run record (`queued`) so UIs see it before it starts (`run_id`: given, else a new one).
 
     The run folder also gets everything needed to execute it in another process (a background
     worker, a sweep pool, a Dask worker): the notebook content and a `request.json`.
@@ -106,7 +106,7 @@ def queue(
         notebook_hash=hashlib.sha256(prepared.source).hexdigest(), notebook_blob=blob_id,
         kernel=prepared.kernel, params=prepared.effective_params, params_given=list(prepared.params), tags=tags,
         parent_run_id=parent_run_id, sweep_id=sweep_id, pipeline_run=pipeline_run,
-        code_folder=prepared.notebook.parent,
+        code_folder=prepared.notebook.parent, run_id=run_id,
     )  # fmt: skip
     folder = run_dir(ws, record.run_id)
     (folder / "source.ipynb").write_bytes(prepared.source)

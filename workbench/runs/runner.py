@@ -28,7 +28,7 @@ from workbench.runs.cancellation import (
     install_cancel_handler,
     kill_children,
 )
-from workbench.runs.events import ENV_PINS, ENV_RUN_ID, Heartbeat, now_iso, run_dir
+from workbench.runs.events import ENV_PINS, ENV_RUN_HOME, ENV_RUN_ID, Heartbeat, now_iso, run_dir
 from workbench.runs.kernel_choice import check_kernel, execution_metadata, notebook_language, resolve_kernel
 from workbench.runs.lifecycle import RunRecord
 from workbench.runs.outcome import CANCELLED, INTERRUPTED, error_from, finish_writing, record_outcome
@@ -74,7 +74,9 @@ def execute(
     source_path = folder / "source.ipynb"
     if not source_path.is_file():
         source_path.write_bytes(prepared.source)
-    env = {ENV_RUN_ID: record.run_id, ENV_HOME: str(ws.root), **thread_env(parallel)}
+    env = {ENV_RUN_ID: record.run_id, ENV_RUN_HOME: str(ws.root), **thread_env(parallel)}
+    if ws.config_path.is_file():  # a workspace; a team server's spool is none: snapshots resolve as usual
+        env[ENV_HOME] = str(ws.root)
     if pins:
         env[ENV_PINS] = json.dumps(pins)
     clear_cancel_request()
