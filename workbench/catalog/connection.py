@@ -242,6 +242,19 @@ def is_held(ws: Workspace) -> bool:
     return str(ws.catalog_path) in _held
 
 
+@contextmanager
+def paused_writes(ws: Workspace) -> Iterator[None]:
+    """No catalog write of this process starts or finishes meanwhile (a backup's point in time).
+
+    On a held catalog this takes the lock that serialises write transactions; otherwise the caller's
+    `connect()` already keeps every other process and thread out, and this does nothing."""
+    if str(ws.catalog_path) not in _held:
+        yield
+        return
+    with _write_lock:
+        yield
+
+
 def retry_conflicts(call: Callable[[], T], attempts: int = CONFLICT_ATTEMPTS) -> T:
     """`call()`, called again after a short jittered pause when its write hit a conflict.
 

@@ -118,3 +118,53 @@ def user_revoke_cmd(
     _use_home(home)
     user = revoke_user(name, workspace())
     console.print(f"Revoked {user.name} ({user.role}): their token no longer works.")
+
+
+@server_app.command("backup")
+def backup_cmd(
+    dest: Optional[str] = typer.Argument(
+        None,
+        help="With a server: the name of a new folder in the server's backup folder (default: backup-<UTC time>). "
+        "With --home: a new or empty folder.",
+    ),
+    home: Optional[str] = typer.Option(
+        None, "--home", help="Back up this workspace folder directly (no server may be running on it)."
+    ),
+    url: Optional[str] = typer.Option(
+        None, "--url", help="The server to back up (default: WORKBENCH_URL or the last 'workbench login')."
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Back up a workspace while it is in use: the catalog at one point in time, then its files and blobs.
+
+    Against a running server (needs role admin) the server writes the backup on its own machine, into a new
+    folder of its backup folder (workspace setting backup_dir, else <workspace>-backups beside the workspace).
+    With --home, this process backs up the folder itself, while no server holds it.
+    """
+    from workbench.backup import backup
+
+    remote = None
+    if home is None:
+        from workbench.remote.config import remote_for, resolve
+
+        remote = remote_for(url) if url else resolve()
+    if remote is None:
+        if not dest:
+            raise typer.BadParameter("give the destination folder (DEST) when backing up a folder.")
+        _use_home(home)
+        result = backup(workspace(), dest)
+    else:
+        from workbench.remote.client import Client
+
+        with Client(remote, timeout=24 * 3600.0, retries=0) as client:
+            result = client.request("POST", "/backup", json={"name": dest} if dest else {}).json()
+    if as_json:
+        print_json(result)
+        return
+    console.print(f"Backed up to {result['path']}: the catalog as of {result['at']} (audit entry "
+                  f"{result['audit_id']}), {result['runs']} run(s), {result['blobs']} blob(s).",
+                  highlight=False, soft_wrap=True)  # fmt: skip
+    if result.get("damaged"):
+        left_out = result["damaged"]
+        err_console.print(f"[yellow]Left out {len(left_out)} blob(s) missing or damaged in the workspace:[/] "
+                          f"{', '.join(left_out[:10])}. Run 'workbench doctor' on it.", soft_wrap=True)  # fmt: skip

@@ -16,7 +16,15 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 
-from workbench.server import routes_audit, routes_changes, routes_models, routes_runs, routes_snapshots, routes_users
+from workbench.server import (
+    routes_audit,
+    routes_backup,
+    routes_changes,
+    routes_models,
+    routes_runs,
+    routes_snapshots,
+    routes_users,
+)
 from workbench.server.auth import requires, role_of
 from workbench.server.responses import LimitBody, install_error_handlers
 from workbench.server.roles import DEFAULT_PROTECTED_ALIASES, VIEWER
@@ -24,7 +32,7 @@ from workbench.server.schemas import Health
 from workbench.workspace import Workspace
 
 API_PREFIX = "/api/v1"
-ROUTERS = (routes_runs, routes_snapshots, routes_models, routes_audit, routes_changes, routes_users)
+ROUTERS = (routes_runs, routes_snapshots, routes_models, routes_audit, routes_changes, routes_users, routes_backup)
 
 
 def _docs_router(app: FastAPI) -> APIRouter:
