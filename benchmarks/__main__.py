@@ -30,6 +30,9 @@ BENCHMARKS: dict[str, tuple[str, dict, dict]] = {
     # The wide run table (issue 21): 30,000 runs x 100 metrics, all at once, vs one time-limited MLflow call.
     "query": ("benchmarks.bench_query", {"repeats": 3, "runs": 20_000, "scale_runs": 100_000, "wide_runs": 30_000},
               {"repeats": 1, "runs": 10_000, "scale_runs": 0, "wide_runs": 2_000}),
+    # The team server (issue 18): MLflow's log_metric loop over HTTP takes ~100 s for 10,000 points: time-limited.
+    "team": ("benchmarks.bench_team", {"repeats": 3, "metrics": 10_000, "loop_limit_s": 60.0, "query_runs": 100_000},
+             {"repeats": 1, "metrics": 10_000, "loop_limit_s": 15.0, "query_runs": 20_000}),
 }  # fmt: skip
 
 

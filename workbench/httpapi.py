@@ -89,20 +89,33 @@ def _is_pandas(value: Any) -> bool:
 
 
 def frame_records(frame: Any) -> list[dict[str, Any]]:
-    """A DataFrame as a list of row dicts with JSON-safe values (missing -> null)."""
+    """A DataFrame as a list of row dicts with JSON-safe values (missing -> null).
+
+    Column by column: a float column (metrics, most of a runs table) is one `tolist` and a finiteness
+    test per value, instead of the per-cell checks every other column gets (a third of the time of the
+    team server's `GET /runs` for 1,000 runs went here)."""
     import pandas as pd
 
-    records = frame.astype(object).to_dict(orient="records")
-    out = []
-    for row in records:
-        clean = {}
-        for key, cell in row.items():
-            if not isinstance(cell, (list, dict, tuple)) and pd.isna(cell):
-                clean[str(key)] = None
-            else:
-                clean[str(key)] = to_jsonable(cell)
-        out.append(clean)
-    return out
+    names = [str(key) for key in frame.columns]
+    if not names:
+        return [{} for _ in range(len(frame))]
+    columns = []
+    for index in range(frame.shape[1]):
+        column = frame.iloc[:, index]
+        if column.dtype.kind == "f":
+            columns.append([v if math.isfinite(v) else None for v in column.to_numpy().tolist()])
+        else:
+            columns.append([_json_cell(cell, pd) for cell in column.astype(object).tolist()])
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+
+
+def _json_cell(cell: Any, pd: Any) -> Any:
+    kind = type(cell)
+    if kind is str or kind is int or kind is bool or cell is None:
+        return cell
+    if kind is float:
+        return cell if math.isfinite(cell) else None
+    return None if not isinstance(cell, (list, dict, tuple)) and pd.isna(cell) else to_jsonable(cell)
 
 
 def json_depth(value: Any, stop_after: int = MAX_JSON_DEPTH) -> int:

@@ -180,12 +180,17 @@ def _frames(folded: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
 
 def ingest_runs(ws: Workspace, run_ids: list[str]) -> list[str]:
     """Replace the catalog rows of `run_ids` with what their event files say; return final ones."""
-    folded, sizes, final = [], [], []
+    folded, sizes, final, settled = [], [], [], []
+    indexed = _indexed(ws, run_ids)
     for run_id in run_ids:
         path = run_dir(ws, run_id) / EVENTS_FILE
         try:
             size = path.stat().st_size
         except FileNotFoundError:
+            continue
+        if run_id in indexed and indexed[run_id][0] >= size:  # nothing new: not read again
+            if indexed[run_id][1] in FINAL_STATUSES:
+                settled.append(run_id)
             continue
         item = fold(read_events(path))
         if item is None:
@@ -195,7 +200,7 @@ def ingest_runs(ws: Workspace, run_ids: list[str]) -> list[str]:
         if item["run"]["status"] in FINAL_STATUSES:
             final.append(run_id)
     if not folded:
-        return []
+        return settled
     frames = _frames(folded)
     ids = [rid for rid, _ in sizes]
     for attempt in range(IO_RETRIES):
@@ -207,7 +212,25 @@ def ingest_runs(ws: Workspace, run_ids: list[str]) -> list[str]:
             if attempt == IO_RETRIES - 1:  # a conflict that outlasted the retries: busy, as far as callers care
                 raise StoreBusyError(f"Could not index runs in the catalog: {exc}", "Run 'workbench doctor'.") from exc
             time.sleep(0.1 * (attempt + 1))
-    return final
+    return settled + final
+
+
+def _indexed(ws: Workspace, run_ids: list[str]) -> dict[str, tuple[int, str | None]]:
+    """On a catalog held open (the team server, where this read costs a cursor and never waits for
+    the writer): how many bytes of each run's events the catalog has indexed, and its status. A
+    reader indexes every live run before each query; what it already has is not read again. Elsewhere
+    nothing (opening the catalog to ask would cost more than reading a run's events)."""
+    from workbench.catalog.connection import connect, is_held
+
+    if not run_ids or not is_held(ws):
+        return {}
+    with connect(ws) as con:
+        rows = con.execute(
+            "SELECT i.run_id, i.events_size, r.status FROM run_ingest i LEFT JOIN runs r USING (run_id) "
+            "WHERE i.run_id IN (SELECT unnest(?::VARCHAR[]))",
+            [list(run_ids)],
+        ).fetchall()
+    return {run_id: (size, status) for run_id, size, status in rows if size is not None}
 
 
 def _replace_rows(ws: Workspace, ids: list[str], folded: list[dict[str, Any]], frames: dict[str, pd.DataFrame],
@@ -320,16 +343,20 @@ def stale_after() -> float:
 def _reap_if_dead(ws: Workspace, run_id: str) -> None:
     """Write a `killed` end event for a running run whose process is gone."""
     folder = run_dir(ws, run_id)
-    item = fold(read_events(folder / EVENTS_FILE))
-    if item is None or item["run"]["status"] in FINAL_STATUSES:
-        return
+    # The heartbeat first: a live run's events are not read (a reader calls this for every live run).
     limit = stale_after() * (REMOTE_STALE_FACTOR if (folder / RECEIPT_FILE).is_file() else 1)
     age = heartbeat_age(folder)
     if age is not None and age < limit:
         return
-    run = item["run"]
-    if age is None and time.time() - folder.stat().st_mtime < limit:
+    try:
+        if age is None and time.time() - folder.stat().st_mtime < limit:
+            return
+    except FileNotFoundError:
+        return  # no such run (a stray marker)
+    item = fold(read_events(folder / EVENTS_FILE))
+    if item is None or item["run"]["status"] in FINAL_STATUSES:
         return
+    run = item["run"]
     if _alive(run.get("pid"), run.get("host")) and (age is None or age < 10 * limit):
         return  # alive: queued behind others, or busy in a long cell without heartbeats
     writer = writer_for(ws, run_id)
