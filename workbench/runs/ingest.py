@@ -16,16 +16,18 @@ import socket
 import time
 from collections.abc import Iterable
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pandas as pd
 
 from workbench.catalog import transaction
 from workbench.errors import StoreBusyError
 from workbench.permissions import make_dir, open_for_append
 from workbench.runs.events import EVENTS_FILE, EventWriter, heartbeat_age, now_iso, read_events, run_dir
 from workbench.workspace import Workspace
+
+if TYPE_CHECKING:  # pandas is imported where frames are built: a notebook's first log call does not need it
+    import pandas as pd
 
 FINAL_STATUSES = ("finished", "failed", "killed")
 #: In a run folder: the run is logged by a remote client through the team server (`runs.receive`).
@@ -145,6 +147,8 @@ def _metric_columns(folded: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _frames(folded: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
+    import pandas as pd
+
     runs, params, tags, artifacts, inputs = [], [], [], [], []
     for item in folded:
         run = dict(item["run"])
@@ -241,6 +245,8 @@ def _replace_rows(ws: Workspace, ids: list[str], folded: list[dict[str, Any]], f
     not overwrite the other's newer rows, so runs already indexed from at least as many bytes are
     skipped. Returns the run ids written.
     """
+    import pandas as pd
+
     with transaction(ws) as con:
         # (run id, indexed from at least as many bytes already, status in the catalog) of each run
         if len(sizes) == 1:  # a writer indexing its own run: plain comparisons cost half as much
