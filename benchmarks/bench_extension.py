@@ -1,10 +1,12 @@
 """The JupyterLab front end with 1,000 runs: the Runs table and the Compare view in headless Chromium.
 
-Issue 7 item 7: the runs view and the Compare view each show 1,000 runs in under 2 s. The sidebar
+Issue 7 item 7: the runs view and the Compare view each show 1,000 runs in under 2 s; issue 21:
+the whole Compare view (every chart and the table) drawn in under 2 s for 50 runs and under 3 s
+for 1,000. The sidebar
 lists only the 50 most recent runs since issue 16; all of them are in the main-area Runs table,
 so that is what is timed here. There is no other tool to race here, so each figure is an absolute
-time set against the 2 s target: the "baseline" series is that constant target (not a
-measurement), the ratio is measured / 2 s and the figure is met when the ratio is <= 1.
+time set against its target: the "baseline" series is that constant target (not a
+measurement), the ratio is measured / target and the figure is met when the ratio is <= 1.
 
 Setup (once, untimed): a workspace with `runs` finished runs recorded through the real run
 lifecycle (`create_run` + `record.end("finished")`, then one `ingest_pending`), each with three
@@ -18,7 +20,11 @@ headless Chromium, loads JupyterLab, opens the Workbench sidebar, then times
   lab and browser for each size, so each is the first Compare of its page and server process),
   from clicking *Compare* to the first plotly chart painted (`compare_s`; the plotly chunk is
   fetched and evaluated when runs are selected, which a benchmark does only milliseconds before
-  clicking), and to all charts plus the diff table (`compare_all_s`).
+  clicking), and to all charts plus the diff table (`compare_all_s`): every chart box holds a
+  drawn plotly chart, as many as the compare API sent figures. (Until 2026-12-01 this counted the
+  page's `.main-svg` elements, but plotly draws two per chart, so it was met when about half the
+  charts were drawn: with the old drawing order, the parallel coordinates and the three charts
+  before them, not the three after.)
 
 Times are taken in the page (`performance.now()`): from the click's pointerdown to the first
 painted frame after the condition holds (MutationObserver, then requestAnimationFrame + a task),
@@ -45,8 +51,14 @@ from lab_server import CHROMIUM, CHROMIUM_ARGS, labextension_dir, running_lab  #
 
 MODULE = "benchmarks.bench_extension"
 TARGET_S = 2.0
+#: Issue 21: the whole Compare view (all charts + the table) by the number of runs compared.
+ALL_TARGET_S = {50: 2.0, 1000: 3.0}
 SIDEBAR_TAB = '.jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id="workbench-sidebar"]'
 TABLE = "document.querySelector('.wb-RunsTable')"
+#: Compare charts drawn so far: chart boxes holding a plotly chart (plotly draws two `.main-svg` per chart).
+DRAWN_CHARTS = (
+    "[...document.querySelectorAll('.wb-CompareView-chart')].filter(c => c.querySelector('.main-svg')).length"
+)
 
 
 def build_workspace(root: Path, runs: int) -> None:
@@ -138,8 +150,7 @@ def measure(url: str, runs: int, compare_runs: int) -> dict[str, float]:
                 page.wait_for_timeout(10)
             total = len(answers[0].json().get("figures") or {}) if answers else 1
             page.wait_for_function(
-                f"document.querySelectorAll('.wb-CompareView-chart .main-svg').length >= {total}"
-                " && document.querySelector('.wb-CompareView-diff') !== null",
+                f"{DRAWN_CHARTS} >= {total} && document.querySelector('.wb-CompareView-diff') !== null",
                 timeout=60_000,
                 polling=20,
             )
@@ -179,7 +190,7 @@ def run(repeats: int = 3, runs: int = 1000, compare_runs: tuple[int, ...] = (50,
                 series[size].trials.append(run_trial(MODULE, "lab", trial_args, timeout=600))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    # The baseline is the 2 s target itself, one constant "trial" per measured one: not a measurement.
+    # The baseline is the target itself, one constant "trial" per measured one: not a measurement.
     how = "ratio = measured / target; met when <= 1; the baseline column is the target, not a measured tool"
     every = Series("Workbench in JupyterLab", [t for s in series.values() for t in s.trials])
     note = f"{runs:,} finished runs, fresh lab + Chromium per trial; {how}"
@@ -187,14 +198,17 @@ def run(repeats: int = 3, runs: int = 1000, compare_runs: tuple[int, ...] = (50,
     results = [Comparison(title, every, _target(every), target=1.0, note=note)]
     for subject in series.values():
         compared, figures = subject.trials[0].extra["compared"], subject.trials[0].extra["figures"]
-        target = _target(subject)
+        all_target = ALL_TARGET_S.get(compared)
         results += [
-            Comparison(f"Compare view, {compared:,} of {runs:,} runs (click -> first plotly chart, s)", subject, target,
-                       metric="compare_s", target=1.0,
+            Comparison(f"Compare view, {compared:,} of {runs:,} runs (click -> first plotly chart, s)", subject,
+                       _target(subject), metric="compare_s", target=1.0,
                        note=f"first Compare in the page (plotly chunk is prefetched once runs are ticked); {how}. "
                             f"{BEFORE.get(compared, '')}"),
             Comparison(f"Compare view, {compared:,} of {runs:,} runs (click -> all {figures} charts + table, s)",
-                       subject, target, metric="compare_all_s", target=None, note="for information; same trials"),
+                       subject, _target(subject, all_target or TARGET_S), metric="compare_all_s",
+                       target=1.0 if all_target else None,
+                       note=(f"issue 21: {how}. " if all_target else "for information. ") +
+                            f"Same trials. {BEFORE_ALL.get(compared, '')}"),
         ]  # fmt: skip
     return results
 
@@ -206,10 +220,21 @@ BEFORE = {
     1000: "Before: the view failed (run details were requested 300 ids at a time; the filter takes 256)",
 }
 
+#: The whole view before the changes of 2026-12-01 (issue 21), re-measured with this count on the same
+#: machine right before the final run (the old code: front end and compare package). Profiled (Chromium
+#: traces): ~0.85 s of 50 runs' ~1.6 s went to the parallel coordinates' first WebGL drawing (shaders
+#: compiled in three new contexts by software GL while the page waits), and 1,000 runs' step curves
+#: were 1,000 plotly traces (~0.5 s to build, send and draw). The figures published before (1.89 s and
+#: 2.51 s; first chart 0.86 s and 0.98 s) counted `.main-svg` elements and missed the last charts.
+BEFORE_ALL = {
+    50: "Before: 1.91 s (first chart 0.81 s); published before: 1.89 s, counted before the last 3 charts were drawn",
+    1000: "Before: 2.83 s (first chart 1.06 s); published before: 2.51 s, counted before the last 3 charts were drawn",
+}
 
-def _target(subject: Series) -> Series:
-    return Series(f"target {TARGET_S:g} s (constant)", [
-        Trial(TARGET_S, 0.0, {"compare_s": TARGET_S, "compare_all_s": TARGET_S}) for _ in subject.trials])  # fmt: skip
+
+def _target(subject: Series, seconds: float = TARGET_S) -> Series:
+    return Series(f"target {seconds:g} s (constant)", [
+        Trial(seconds, 0.0, {"compare_s": seconds, "compare_all_s": seconds}) for _ in subject.trials])  # fmt: skip
 
 
 if __name__ == "__main__":

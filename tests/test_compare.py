@@ -139,17 +139,30 @@ def test_step_curves_one_line_per_run(sweep_runs, frame):
 
 
 def test_step_curves_of_many_runs_are_plain_lines_in_run_order(tmp_path):
+    """Beyond MANY_CURVES runs: one trace per colour, run i in trace i % CURVE_COLOURS (the colour it
+    would have as trace i), each run's line cut from the next by a gap, label and id on every point."""
+    from workbench.compare.figures import CURVE_COLOURS
     from workbench.workspace import init_workspace
 
     ws = init_workspace(tmp_path / ".workbench")
     count = cmp.MANY_CURVES + 5
     ids = [make_run(ws, {"i": i}, [1.0 / (i + step + 1) for step in range(4)]) for i in range(count)]
     fig = cmp.step_curves(ids[::-1], "loss", ws=ws)
-    assert [t.meta for t in fig.data] == ids[::-1]
-    assert [t.name for t in fig.data] == [f"i={i}" for i in range(count)][::-1]
-    assert list(fig.data[-1].x) == [0, 1, 2, 3]
-    assert list(fig.data[-1].y) == [1.0, 0.5, 1 / 3, 0.25]
+    assert len(fig.data) == CURVE_COLOURS
     assert {t.mode for t in fig.data} == {"lines"} and fig.layout.showlegend is False
+    assert all("%{text}" in t.hovertemplate and "run %{customdata}" in t.hovertemplate for t in fig.data)
+    order = ids[::-1]
+    for colour, trace in enumerate(fig.data):
+        runs = order[colour::CURVE_COLOURS]
+        # each run's four points, in run order, separated by one gap
+        expected_ids = [None if i % 5 == 4 else runs[i // 5] for i in range(5 * len(runs) - 1)]
+        assert list(trace.customdata) == expected_ids
+        assert [t for t in trace.text if t is not None] == [f"i={ids.index(r)}" for r in runs for _ in range(4)]
+        assert list(trace.x[:5]) == [0, 1, 2, 3, None]
+    first = order.index(ids[0])  # run i=0: loss 1/(step + 1)
+    trace = fig.data[first % CURVE_COLOURS]
+    start = list(trace.customdata).index(ids[0])
+    assert list(trace.y[start : start + 4]) == [1.0, 0.5, 1 / 3, 0.25]
 
 
 def test_metric_bars_sorted(sweep_runs, frame):

@@ -7,16 +7,30 @@
  *
  * plotly.js is large, so it is loaded on first use (a separate webpack chunk) rather than with
  * JupyterLab's start-up bundle. Charts take the JupyterLab theme's colours when drawn and again
- * when the theme changes (`restyleCharts`).
+ * when the theme changes (`restyleCharts`). How the charts are drawn quickly, the parallel
+ * coordinates (WebGL) above all: `compareCharts.ts`.
  */
 import { MainAreaWidget } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 
 import { errorText, requestAPI } from './api';
+import {
+  CHART_CLASS,
+  CHART_CONFIG,
+  IFigure,
+  SpareParcoords,
+  chartLayout,
+  isParcoords,
+  loadPlotly,
+  nextTask,
+  plotlyLoaded
+} from './compareCharts';
 import { el } from './dom';
 import { formatValue } from './format';
 import { workbenchIcon } from './icons';
-import { chartAxes, plotlyThemeUpdate, themedLayout } from './theme';
+import { chartAxes, plotlyThemeUpdate } from './theme';
+
+export { preloadPlotly } from './compareCharts';
 
 interface ICompareResponse {
   run_ids: string[];
@@ -27,8 +41,17 @@ interface ICompareResponse {
   labels?: Record<string, string>;
   /** one row per key (params.x / metrics.y / tags.z): a value per run id, and `differs` */
   table: Record<string, any>[];
-  figures: Record<string, { data: any[]; layout: any }>;
+  figures: Record<string, IFigure>;
 }
+
+/**
+ * Up to this many runs, the stand-in parallel-coordinates chart (compareCharts.ts) is drawn while
+ * the server builds the comparison: the server answers in about the time the stand-in takes.
+ * Beyond, the stand-in's work in the GPU process (about a second of CPU without a GPU) would slow
+ * the server down on a small machine: it is drawn after the first chart, and its shaders compile
+ * while the page draws the other charts.
+ */
+const PREPARE_WHILE_WAITING = 200;
 
 /** Differing params named in the header; beyond that, "and N more". */
 const HEADER_PARAMS = 6;
@@ -49,8 +72,6 @@ function cellText(value: any): string {
   return formatValue(value, '—');
 }
 
-let plotlyPromise: Promise<any> | null = null;
-
 /** Open Compare views, re-coloured when the theme changes. */
 const liveViews = new Set<CompareView>();
 
@@ -60,36 +81,6 @@ export function restyleCharts(): void {
     return;
   }
   void loadPlotly().then(Plotly => liveViews.forEach(view => view.restyle(Plotly)));
-}
-
-function loadPlotly(): Promise<any> {
-  if (!plotlyPromise) {
-    plotlyPromise = import('plotly.js-dist-min').then(
-      (module: any) => module.default ?? module
-    );
-  }
-  return plotlyPromise;
-}
-
-/** Start fetching plotly before it is needed (e.g. as soon as runs are ticked for comparing). */
-export function preloadPlotly(): void {
-  void loadPlotly().catch(() => {
-    plotlyPromise = null; // retried on real use, which reports the error
-  });
-}
-
-/**
- * Resolves after the next frame was painted (a timer queued from requestAnimationFrame runs
- * after that frame), or after 100 ms where no frames come (a hidden browser tab).
- */
-function nextTask(): Promise<void> {
-  return new Promise(resolve => {
-    const timeout = setTimeout(resolve, 100);
-    requestAnimationFrame(() => {
-      clearTimeout(timeout);
-      setTimeout(resolve, 0);
-    });
-  });
 }
 
 export class CompareView extends Widget {
@@ -102,19 +93,31 @@ export class CompareView extends Widget {
     this.header = el('div', 'wb-CompareView-header');
     this.table = el('div', 'wb-CompareView-table');
     this.charts = el('div', 'wb-CompareView-charts');
-    this.node.append(this.header, this.table, this.charts);
+    const spareHolder = el('div', 'wb-CompareView-spare');
+    spareHolder.setAttribute('aria-hidden', 'true');
+    this.spare = new SpareParcoords(spareHolder);
+    this.node.append(this.header, this.table, this.charts, spareHolder);
     liveViews.add(this);
     void this.load();
   }
 
   dispose(): void {
+    if (this.isDisposed) {
+      return;
+    }
     liveViews.delete(this);
+    this.spare.discard();
+    this.charts.querySelectorAll<HTMLElement>(`.${CHART_CLASS}`).forEach(box => {
+      if (box.querySelector('canvas.gl-canvas')) {
+        SpareParcoords.free(box); // WebGL contexts: a page gets only so many
+      }
+    });
     super.dispose();
   }
 
   /** Re-colour the drawn charts with the current theme. */
   restyle(Plotly: any): void {
-    this.charts.querySelectorAll<HTMLElement>('.wb-CompareView-chart').forEach(chart => {
+    this.charts.querySelectorAll<HTMLElement>(`.${CHART_CLASS}`).forEach(chart => {
       if ((chart as any)._fullLayout) {
         void Plotly.relayout(chart, plotlyThemeUpdate(chartAxes(chart)));
       }
@@ -125,6 +128,10 @@ export class CompareView extends Widget {
   private metricSelect: HTMLSelectElement | null = null;
   private charts: HTMLElement;
   private table: HTMLElement;
+  /** A parallel-coordinates chart drawn ahead of its data (see compareCharts.ts). */
+  private spare: SpareParcoords;
+  /** Whether the last answer had parallel coordinates (null before the first one). */
+  private hadParcoords: boolean | null = null;
   /** Bumped by each renderCharts call, so an older, slower one stops drawing. */
   private chartsGeneration = 0;
 
@@ -250,15 +257,28 @@ export class CompareView extends Widget {
    * table) runs with the answer, before the first chart is drawn. */
   private async renderCharts(onResult?: (result: ICompareResponse) => void): Promise<void> {
     const generation = ++this.chartsGeneration;
+    // the parallel coordinates of the metric shown so far: their WebGL contexts serve the next ones
+    this.charts.querySelectorAll<HTMLElement>(`.${CHART_CLASS}`).forEach(box => {
+      if (box.querySelector('canvas.gl-canvas')) {
+        this.spare.keep(box);
+      }
+    });
     this.charts.textContent = 'Loading charts…';
     const plotly = loadPlotly(); // fetched while the server builds the comparison
     plotly.catch(() => undefined); // reported below, once the table is shown
+    let answered = false;
+    const request = requestAPI<ICompareResponse>('compare', {}, {
+      run_ids: this.runIds.join(','),
+      metric: this.metric ?? undefined
+    });
+    const done = (): void => {
+      answered = true;
+    };
+    request.then(done, done);
+    void this.prepareWhileWaiting(plotly, () => answered || generation !== this.chartsGeneration);
     let result: ICompareResponse;
     try {
-      result = await requestAPI<ICompareResponse>('compare', {}, {
-        run_ids: this.runIds.join(','),
-        metric: this.metric ?? undefined
-      });
+      result = await request;
     } catch (error) {
       if (generation === this.chartsGeneration) {
         this.charts.textContent = `No charts: ${errorText(error)}`;
@@ -295,21 +315,81 @@ export class CompareView extends Widget {
     if (!entries.length) {
       this.charts.textContent = 'No charts for these runs.';
     }
-    for (const [name, figure] of entries) {
-      // One chart per task: the table and each chart are painted as soon as they are drawn,
-      // and the page stays responsive while the rest are drawn (all in one go took seconds).
+    // Every chart's box in place first (the page does not shift as they are drawn), then the
+    // charts one per task: the table and each chart are painted as soon as they are drawn, and
+    // the page stays responsive meanwhile (all in one go took seconds).
+    const boxes = entries.map(([name]): HTMLElement => {
+      const box = el('div', CHART_CLASS);
+      box.dataset.figure = name;
+      return box;
+    });
+    this.charts.append(...boxes);
+    // Parallel coordinates last: their WebGL set-up goes on in the GPU process while the others
+    // are drawn (see compareCharts.ts).
+    const order = entries.map((_, index) => index);
+    const parcoords = order.filter(index => isParcoords(entries[index][1]));
+    this.hadParcoords = parcoords.length > 0;
+    if (!parcoords.length) {
+      this.spare.discard();
+    }
+    order.sort((a, b) => Number(parcoords.includes(a)) - Number(parcoords.includes(b)));
+    for (const [step, index] of order.entries()) {
       if (!(await this.stillCurrent(generation))) {
         return;
       }
-      const box = document.createElement('div');
-      box.className = 'wb-CompareView-chart';
-      box.dataset.figure = name;
-      this.charts.appendChild(box);
-      const layout = themedLayout({ autosize: true, height: 360, ...(figure.layout ?? {}) });
-      await Plotly.newPlot(box, figure.data ?? [], layout, {
-        responsive: true,
-        displaylogo: false
-      });
+      if (step === 1 && parcoords.length) {
+        // the first chart is painted: set up the parallel coordinates' WebGL while drawing the rest
+        this.spare.prepare(Plotly); // (no-op when there is a spare already)
+      }
+      const figure = entries[index][1];
+      const [data, layout] = [figure.data ?? [], chartLayout(figure)];
+      if (!parcoords.includes(index)) {
+        await Plotly.newPlot(boxes[index], data, layout, CHART_CONFIG);
+        continue;
+      }
+      const spare = await this.spare.take();
+      if (generation !== this.chartsGeneration) {
+        if (spare) {
+          this.spare.keep(spare);
+        }
+        return;
+      }
+      if (!spare) {
+        await Plotly.newPlot(boxes[index], data, layout, CHART_CONFIG);
+        continue;
+      }
+      // the stand-in's (or the previous metric's) WebGL contexts, shaders compiled: redrawn quickly
+      spare.classList.add(CHART_CLASS); // added: plotly marks its charts with a class of its own
+      spare.dataset.figure = entries[index][0];
+      boxes[index].replaceWith(spare);
+      boxes[index] = spare;
+      await Plotly.react(spare, data, layout, CHART_CONFIG);
+    }
+  }
+
+  /**
+   * While the server builds the comparison, once the tab is painted and plotly is loaded, draw
+   * the stand-in parallel-coordinates chart (see compareCharts.ts), for up to
+   * `PREPARE_WHILE_WAITING` runs and unless the answer is in by then (`answered`). Not while plotly
+   * is still being loaded (runs ticked a moment before): evaluating it keeps the page busy while
+   * the server works already, and the stand-in would then hold the table back. Nor for another
+   * metric of runs whose params do not differ: their answer had no parallel coordinates before.
+   * Otherwise the stand-in is drawn after the first chart (`renderCharts`).
+   */
+  private async prepareWhileWaiting(plotly: Promise<any>, answered: () => boolean): Promise<void> {
+    const many = this.runIds.length > PREPARE_WHILE_WAITING;
+    if (many || !plotlyLoaded() || this.hadParcoords === false) {
+      return;
+    }
+    let Plotly: any;
+    try {
+      await nextTask();
+      Plotly = await plotly;
+    } catch {
+      return; // reported by renderCharts
+    }
+    if (!answered() && !this.isDisposed) {
+      this.spare.prepare(Plotly);
     }
   }
 
@@ -320,10 +400,15 @@ export class CompareView extends Widget {
   }
 
   protected onResize(): void {
+    if (!this.isVisible) {
+      return; // plotly cannot size a hidden chart
+    }
     void loadPlotly().then(Plotly => {
-      this.charts
-        .querySelectorAll('.wb-CompareView-chart')
-        .forEach(el => Plotly.Plots.resize(el));
+      this.charts.querySelectorAll<HTMLElement>(`.${CHART_CLASS}`).forEach(chart => {
+        if ((chart as any)._fullLayout) {
+          void Plotly.Plots.resize(chart).catch(() => undefined);
+        }
+      });
     });
   }
 }

@@ -7,7 +7,7 @@ serves JupyterLab, exported HTML and the JavaScript front end (via `fig.to_json(
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -31,8 +31,11 @@ from workbench.workspace import Workspace, current_workspace
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-#: Beyond this many runs, step curves are plain lines without a legend (hover still names the run).
+#: Beyond this many runs, step curves are plain lines without a legend (hover still names the run),
+#: drawn as one trace per colour rather than one per run (see `step_curves`).
 MANY_CURVES = 50
+#: The colours runs' curves cycle through: the plotly_white template's colorway (plotly's default).
+CURVE_COLOURS = 10
 #: Up to this many runs, the metric-by-run chart writes each value beside its dot.
 VALUE_TEXTS = 20
 
@@ -52,12 +55,19 @@ def value_range(values: Sequence[float], pad: tuple[float, float] = (0.1, 0.1)) 
 
 
 def metric_vs_param(
-    runs: RunsLike, metric: str, param: str, color: str | None = None, ws: Workspace | None = None
+    runs: RunsLike,
+    metric: str,
+    param: str,
+    color: str | None = None,
+    ws: Workspace | None = None,
+    *,
+    labels: Mapping[str, str] | None = None,
 ) -> go.Figure:
     """Scatter of a metric against one param, one point per run (hover names the run and its id).
 
     A categorical param gets a category axis in natural order; `color` (a param, metric, tag or
     column such as "status") colors numeric values on a scale and categories as separate traces.
+    `labels` (run id -> label, as `run_labels` gives them) saves working them out again.
     """
     go = plotly_go()
     frame = runs_frame(runs, ws)
@@ -70,12 +80,12 @@ def metric_vs_param(
     else:
         x, order = categories(frame[p_col])
         xaxis = {"title": bare(p_col), "type": "category", "categoryorder": "array", "categoryarray": order}
-    labels = frame["run_id"].map(run_labels(frame))
+    texts = frame["run_id"].map(labels if labels is not None else run_labels(frame))
     ids = frame["run_id"]
     fig = go.Figure()
     hover = f"%{{text}}<br>run %{{customdata}}<br>{bare(p_col)}=%{{x}}<br>{bare(m_col)}=%{{y}}<extra></extra>"
     if color is None:
-        fig.add_trace(go.Scatter(x=x, y=y, text=labels, customdata=ids, mode="markers", name=bare(m_col),
+        fig.add_trace(go.Scatter(x=x, y=y, text=texts, customdata=ids, mode="markers", name=bare(m_col),
                                  hovertemplate=hover))  # fmt: skip
     else:
         c_col = resolve_any(frame, color)
@@ -83,13 +93,13 @@ def metric_vs_param(
         if numeric_c is not None:
             marker = {"color": numeric_c, "colorscale": "Viridis", "showscale": True,
                       "colorbar": {"title": bare(c_col)}}  # fmt: skip
-            fig.add_trace(go.Scatter(x=x, y=y, text=labels, customdata=ids, mode="markers", marker=marker,
+            fig.add_trace(go.Scatter(x=x, y=y, text=texts, customdata=ids, mode="markers", marker=marker,
                                      name=bare(m_col), hovertemplate=hover))  # fmt: skip
         else:
             color_labels, order = categories(frame[c_col])
             for value in order:
                 mask = color_labels == value
-                fig.add_trace(go.Scatter(x=x[mask], y=y[mask], text=labels[mask], customdata=ids[mask],
+                fig.add_trace(go.Scatter(x=x[mask], y=y[mask], text=texts[mask], customdata=ids[mask],
                                          mode="markers", name=f"{bare(c_col)}={value}",
                                          hovertemplate=hover))  # fmt: skip
     fig.update_layout(title=f"{bare(m_col)} vs {bare(p_col)}", xaxis=xaxis, yaxis={"title": bare(m_col)},
@@ -138,8 +148,18 @@ def parallel_coordinates(
     return fig
 
 
-def step_curves(runs: RunsLike, metric: str, ws: Workspace | None = None) -> go.Figure:
-    """Every logged step of a metric, one line per run (named by its label), to compare learning curves."""
+def step_curves(
+    runs: RunsLike, metric: str, ws: Workspace | None = None, *, labels: Mapping[str, str] | None = None
+) -> go.Figure:
+    """Every logged step of a metric, one line per run (named by its label), to compare learning curves.
+
+    Up to `MANY_CURVES` runs, each run is a trace of its own (lines and markers, in the legend).
+    Beyond that the lines are plain and the legend is hidden, and the runs share
+    `CURVE_COLOURS` traces, one per colour: run i is in trace i % CURVE_COLOURS (the colour it
+    would have had as trace i), its line cut from the next run's by a gap, each point carrying the
+    run's label and id for the hover text. The same lines in the same colours: a thousand traces
+    took seconds to build, send and draw.
+    """
     go = plotly_go()
     frame = runs_frame(runs, ws)
     m_col = resolve(frame, metric, "metrics.", "metric")
@@ -153,23 +173,44 @@ def step_curves(runs: RunsLike, metric: str, ws: Workspace | None = None) -> go.
         steps.append(step)
         values.append(value)
     label = bare(m_col)
-    labels = run_labels(frame)
-    many = len(curves) > MANY_CURVES  # markers and a legend entry per run would bury the lines (and slow drawing)
-    # plain dicts: the Figure validates each once (Scatter objects get validated, then copied); the
-    # label comes from the trace's name, never pasted into the template (it is user text)
-    traces = [
-        {"type": "scatter", "x": curve[0], "y": curve[1], "mode": "lines" if many else "lines+markers",
-         "name": labels[run_id], "meta": run_id,
-         "hovertemplate": f"%{{fullData.name}}<br>run %{{meta}}<br>step %{{x}}<br>{label}=%{{y}}<extra></extra>"}
-        for run_id in frame["run_id"] if (curve := curves.get(run_id)) is not None
-    ]  # fmt: skip
-    fig = go.Figure(data=traces)
-    fig.update_layout(title=f"{label} by step", xaxis={"title": "step"}, yaxis={"title": label},
-                      template="plotly_white", legend={"title": "run"}, showlegend=not many)  # fmt: skip
-    return fig
+    names = labels if labels is not None else run_labels(frame)
+    drawn = [run_id for run_id in frame["run_id"] if run_id in curves]
+    layout = {"title": f"{label} by step", "xaxis": {"title": "step"}, "yaxis": {"title": label},
+              "template": "plotly_white", "legend": {"title": "run"}}  # fmt: skip
+    if len(drawn) <= MANY_CURVES:
+        # plain dicts: the Figure validates each once (Scatter objects get validated, then copied); the
+        # label comes from the trace's name, never pasted into the template (it is user text)
+        hover = f"%{{fullData.name}}<br>run %{{meta}}<br>step %{{x}}<br>{label}=%{{y}}<extra></extra>"
+        traces = [{"type": "scatter", "x": curves[run_id][0], "y": curves[run_id][1], "mode": "lines+markers",
+                   "name": names[run_id], "meta": run_id, "hovertemplate": hover} for run_id in drawn]  # fmt: skip
+        return go.Figure(data=traces, layout={**layout, "showlegend": True})
+    # many runs: one trace per colour, the runs' lines separated by gaps (None), in run order
+    shared: list[dict[str, list[Any]]] = [{"x": [], "y": [], "text": [], "customdata": []}
+                                          for _ in range(CURVE_COLOURS)]  # fmt: skip
+    for index, run_id in enumerate(drawn):
+        trace = shared[index % CURVE_COLOURS]
+        steps, values = curves[run_id]
+        if trace["x"]:
+            for column in trace.values():
+                column.append(None)
+        trace["x"] += steps
+        trace["y"] += values
+        trace["text"] += [names[run_id]] * len(steps)
+        trace["customdata"] += [run_id] * len(steps)
+    hover = f"%{{text}}<br>run %{{customdata}}<br>step %{{x}}<br>{label}=%{{y}}<extra></extra>"
+    traces = [{"type": "scatter", "mode": "lines", "name": label, "hovertemplate": hover, **columns}
+              for columns in shared if columns["x"]]  # fmt: skip
+    return go.Figure(data=traces, layout={**layout, "showlegend": False})
 
 
-def metric_bars(runs: RunsLike, metric: str, ascending: bool = True, ws: Workspace | None = None) -> go.Figure:
+def metric_bars(
+    runs: RunsLike,
+    metric: str,
+    ascending: bool = True,
+    ws: Workspace | None = None,
+    *,
+    labels: Mapping[str, str] | None = None,
+) -> go.Figure:
     """The metric's last value per run, one row per run (its label), the best run on top: a dot plot.
 
     Sorted ascending by default (for losses; `ascending=False` for scores). The value axis spans
@@ -180,10 +221,10 @@ def metric_bars(runs: RunsLike, metric: str, ascending: bool = True, ws: Workspa
     go = plotly_go()
     frame = runs_frame(runs, ws)
     m_col = resolve(frame, metric, "metrics.", "metric")
-    labels = run_labels(frame)
+    names = labels if labels is not None else run_labels(frame)
     data = pd.DataFrame({"run_id": frame["run_id"], "value": metric_values(frame, m_col)}).dropna()
     data = data.sort_values(["value", "run_id"], ascending=[ascending, True])
-    data["label"] = data["run_id"].map(labels)
+    data["label"] = data["run_id"].map(names)
     name = bare(m_col)
     with_text = len(data) <= VALUE_TEXTS
     fig = go.Figure(go.Scatter(
