@@ -20,8 +20,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+import test_team_server
 from conftest import VENV_BIN
-from test_team_server import Server, add_user, free_port
+from test_team_server import Server, add_user
 
 pytestmark = pytest.mark.slow
 
@@ -50,25 +51,7 @@ print(wb.sync_state(wb.tracking.active_run_id() or open(sys.argv[1]).read())["st
 
 def start_server(home: Path, port: int | None = None) -> Server:
     """`workbench server` on `port` (a free one by default), once /health answers."""
-    port = port or free_port()
-    log = home.parent / f"server-{port}.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
-    with open(log, "ab") as out:
-        proc = subprocess.Popen([str(VENV_BIN / "workbench"), "server", "--home", str(home), "--port", str(port)],
-                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                start_new_session=True)  # fmt: skip
-    server = Server(home, f"http://127.0.0.1:{port}", proc, log)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"the server exited {proc.returncode}:\n{log.read_text()}"
-        try:
-            with server.client() as http:
-                if http.get("/health").status_code == 200:
-                    return server
-        except httpx.TransportError:
-            time.sleep(0.1)
-    server.stop()
-    raise AssertionError(f"the server did not answer /health within 60 s:\n{log.read_text()}")
+    return test_team_server.start_server(home, port=port)
 
 
 def client_env(tmp: Path, url: str | None = None, token: str | None = None, **extra: str) -> dict[str, str]:

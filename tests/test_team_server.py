@@ -89,11 +89,13 @@ class Server:
                 self.proc.wait(timeout=10)
 
 
-def start_server(home: Path, *options: str, scheme: str = "http", verify: bool | ssl.SSLContext = True) -> Server:
-    port = free_port()
+def start_server(home: Path, *options: str, scheme: str = "http", verify: bool | ssl.SSLContext = True,
+                 port: int | None = None) -> Server:  # fmt: skip
+    """`workbench server` on `port` (a free one by default; the same again after a restart), once /health answers."""
+    port = port or free_port()
     log = home.parent / f"server-{port}.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
-    with open(log, "wb") as out:
+    with open(log, "ab") as out:
         proc = subprocess.Popen([str(VENV_BIN / "workbench"), "server", "--home", str(home), "--port", str(port),
                                  *options], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                 start_new_session=True)  # fmt: skip
