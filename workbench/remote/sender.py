@@ -84,8 +84,9 @@ def _state(folder: Path) -> dict[str, Any]:
     return state if isinstance(state, dict) else {"offset": 0}
 
 
-def _complete_size(path: Path) -> int:
-    """Bytes of the event file up to its last newline (a line still being written is not sent)."""
+def complete_size(path: Path, window: int = BATCH_BYTES) -> int:
+    """Bytes of a spooled file up to its last newline within its last `window` bytes (a line still
+    being written is not sent); 0 for a missing or empty file. Event files and prediction logs."""
     try:
         size = path.stat().st_size
     except FileNotFoundError:
@@ -93,7 +94,7 @@ def _complete_size(path: Path) -> int:
     if not size:
         return 0
     with open(path, "rb") as handle:
-        handle.seek(max(0, size - BATCH_BYTES))
+        handle.seek(max(0, size - window))
         tail = handle.read()
     return size - len(tail) + tail.rfind(b"\n") + 1 if b"\n" in tail else 0
 
@@ -101,7 +102,7 @@ def _complete_size(path: Path) -> int:
 def run_sync_state(folder: Path, server: str) -> dict[str, Any]:
     """Where a spooled run stands: "synced" (the server has all of it), "syncing", or "failed" (refused)."""
     state = _state(folder)
-    size = _complete_size(folder / EVENTS_FILE)
+    size = complete_size(folder / EVENTS_FILE)
     sent = int(state.get("offset", 0))
     status = "failed" if state.get("error") else "synced" if sent >= size and size else "syncing"
     return {"run_id": folder.name, "server": server, "state": status, "sent_bytes": sent, "bytes": size,
@@ -203,7 +204,7 @@ class Sender:
             return True
         offset = int(state.get("offset", 0))
         path = folder / EVENTS_FILE
-        size = _complete_size(path)
+        size = complete_size(path)
         live = run_id in self._live
         if offset >= size and not (live and time.monotonic() - self._live[run_id] > KEEPALIVE_SECONDS):
             return True

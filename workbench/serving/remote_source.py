@@ -43,6 +43,7 @@ from workbench.models.registry import ModelVersion
 from workbench.names import Ref, parse_ref
 from workbench.remote.client import Client, PermissionDeniedError, RemoteError, RemoteValidationError
 from workbench.remote.config import Remote
+from workbench.remote.sender import complete_size
 from workbench.serving.models import LoadedModel, ModelSlot
 from workbench.serving.predict import Predictor
 from workbench.serving.predlog import predictions_dir
@@ -56,6 +57,7 @@ MAX_BACKOFF_SECONDS = 10.0
 SHIP_INTERVAL_SECONDS = 1.0
 BATCH_BYTES = 256 * 1024  # of prediction lines per upload (the server takes JSON bodies up to 1 MiB)
 SENT_FILE = "sent.json"
+LOG_WINDOW = 64 * 1024  # bytes of a prediction log searched for its last complete line
 
 
 def model_cache_dir() -> Path:
@@ -267,13 +269,13 @@ class PredictionShipper:
     def pending(self) -> int:
         """Bytes of complete lines not yet acknowledged by the server."""
         state = self._state()
-        return sum(max(0, _complete_size(p) - state.get(p.name, 0)) for p in self.folder.glob("*.jsonl"))
+        return sum(max(0, complete_size(p, LOG_WINDOW) - state.get(p.name, 0)) for p in self.folder.glob("*.jsonl"))
 
     def ship(self) -> None:
         """Send every file's new complete lines, in batches, recording each acknowledged offset."""
         state = self._state()
         for path in sorted(self.folder.glob("*.jsonl")):
-            offset, size = state.get(path.name, 0), _complete_size(path)
+            offset, size = state.get(path.name, 0), complete_size(path, LOG_WINDOW)
             while offset < size:
                 with open(path, "rb") as handle:
                     handle.seek(offset)
@@ -294,20 +296,6 @@ class PredictionShipper:
                 offset = acknowledged
                 state[path.name] = offset
                 _write_json_atomic(self.folder / SENT_FILE, state)
-
-
-def _complete_size(path: Path) -> int:
-    """Bytes of the file up to its last newline (a line still being written is not sent)."""
-    try:
-        data_size = path.stat().st_size
-    except FileNotFoundError:
-        return 0
-    if not data_size:
-        return 0
-    with open(path, "rb") as handle:
-        handle.seek(max(0, data_size - 64 * 1024))
-        tail = handle.read()
-    return data_size - len(tail) + tail.rfind(b"\n") + 1 if b"\n" in tail else 0
 
 
 def _client_id(spool: Path) -> str:
