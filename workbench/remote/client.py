@@ -6,6 +6,8 @@ raised as `WorkbenchError`s (401 and 403 name the server and what to do).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -120,14 +122,35 @@ class Client:
                 break
             except httpx.TransportError as exc:
                 if attempt == attempts - 1:
-                    reason = str(exc) or type(exc).__name__
-                    raise ServerUnreachableError(f"Cannot reach the server {self.remote.url}: {reason}.",
-                                                 "Check that it runs and the URL; logged runs wait in the local spool "
-                                                 "and are sent when it answers.") from exc  # fmt: skip
+                    raise self.unreachable(exc) from exc
                 time.sleep(BACKOFF * 2**attempt)
         if response.is_success or response.status_code in ok:
             return response
         raise _error(self.remote, response)
+
+    def unreachable(self, exc: Exception) -> ServerUnreachableError:
+        """The error for a request that got no answer."""
+        reason = str(exc) or type(exc).__name__
+        return ServerUnreachableError(f"Cannot reach the server {self.remote.url}: {reason}.",
+                                      "Check that it runs and the URL; logged runs wait in the local spool "
+                                      "and are sent when it answers.")  # fmt: skip
+
+    def raise_for(self, response: httpx.Response) -> None:
+        """Raise the `RemoteError` a non-2xx answer means (its body must have been read)."""
+        if not response.is_success:
+            raise _error(self.remote, response)
+
+    @contextmanager
+    def stream(self, path: str) -> Iterator[httpx.Response]:
+        """`GET path` with its body streamed (large files); errors as `request` raises them, no retries."""
+        try:
+            with self._http.stream("GET", path) as response:
+                if not response.is_success:
+                    response.read()
+                    self.raise_for(response)
+                yield response
+        except httpx.TransportError as exc:
+            raise self.unreachable(exc) from exc
 
     def get(self, path: str, **kwargs: Any) -> Any:
         return self.request("GET", path, **kwargs).json()

@@ -3,7 +3,9 @@
 Resolved in this order, once per process (`resolve`):
 
 1. `wb.connect(url, token=...)` in this process;
-2. a workspace folder chosen in this process (`wb.init`, `wb.use`): local, whatever else is set;
+2. a workspace folder chosen in this process (`wb.init`, `wb.use`), or the folder of the run this
+   kernel executes (its runner sets `WORKBENCH_RUN_HOME` and `WORKBENCH_HOME`): local, whatever
+   else is set;
 3. `WORKBENCH_URL` with `WORKBENCH_TOKEN` (or, without it, the token `workbench login` saved for
    that URL);
 4. the server of the last `workbench login` (until `workbench logout`), like `wandb login`: it
@@ -173,13 +175,24 @@ def _saved_token(url: str) -> str | None:
     return entry.get("token") if isinstance(entry, dict) else None
 
 
+def _in_local_run() -> bool:
+    """Whether this is the kernel of a run executing against a workspace folder: its runner sets
+    `WORKBENCH_RUN_HOME` and `WORKBENCH_HOME` to that folder (a run recorded on a server has its
+    spool as run home, and the server's URL and token instead)."""
+    from workbench.runs.events import ENV_RUN_HOME
+    from workbench.workspace import ENV_HOME
+
+    run_home, home = os.environ.get(ENV_RUN_HOME), os.environ.get(ENV_HOME)
+    return bool(run_home and home and Path(run_home).expanduser() == Path(home).expanduser())
+
+
 def resolve() -> Remote | None:
     """The server this process logs to, or None for the local workspace (see the module doc)."""
     if _connected is not None:
         return _connected
     from workbench.workspace import chosen_workspace
 
-    if chosen_workspace() is not None:
+    if chosen_workspace() is not None or _in_local_run():
         return None
     url = os.environ.get(ENV_URL, "").strip()
     if url:

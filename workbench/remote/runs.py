@@ -58,6 +58,16 @@ class SpooledRunRecord(RunRecord):
         self.ended = True
         self.sender.untrack(self.run_id)
 
+    def kernel_env(self) -> dict[str, str]:
+        """The server's URL and token, so `wb.load_snapshot` and the other reads in the notebook go to
+        the server this run is recorded on (`remote.dispatch`), wherever the kernel runs."""
+        from workbench.remote.config import ENV_CA_BUNDLE, ENV_TOKEN, ENV_URL
+
+        env = {ENV_URL: self.remote.url, ENV_TOKEN: self.remote.token}
+        if isinstance(self.remote.verify, str):
+            env[ENV_CA_BUNDLE] = self.remote.verify
+        return env
+
     def sync(self) -> None:
         self.writer.flush()
         if not self.ended:

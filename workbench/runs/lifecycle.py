@@ -49,6 +49,11 @@ class RunRecord:
         self.writer.flush()
         index_runs(self.ws, [self.run_id])
 
+    def kernel_env(self) -> dict[str, str]:
+        """Environment the run's kernel needs to read from where the run is recorded (a workspace
+        folder: nothing more than the runner sets; a team server: `SpooledRunRecord` adds it)."""
+        return {}
+
 
 def create_run(
     ws: Workspace,

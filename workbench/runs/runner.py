@@ -77,6 +77,7 @@ def execute(
     env = {ENV_RUN_ID: record.run_id, ENV_RUN_HOME: str(ws.root), **thread_env(parallel)}
     if ws.config_path.is_file():  # a workspace; a team server's spool is none: snapshots resolve as usual
         env[ENV_HOME] = str(ws.root)
+    env.update(record.kernel_env())
     if pins:
         env[ENV_PINS] = json.dumps(pins)
     clear_cancel_request()
