@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workbench.errors import ValidationError, WorkbenchError
+from workbench.remote.dispatch import remote_capable
 
 if TYPE_CHECKING:
     from workbench.workspace import Workspace
@@ -227,6 +228,7 @@ def runs_request(experiment: Sequence[str] = (), filter: str | None = None, orde
     return arguments, shape
 
 
+@remote_capable("runs_answer_json")
 def runs_answer_json(arguments: dict[str, Any], shape: str, ws: Workspace) -> str:
     """The runs `runs_request` asked for, as the JSON text of the reply, written by the caller's
     thread (a worker, not a server's event loop): a list of row objects, or with shape "columns"
@@ -234,9 +236,9 @@ def runs_answer_json(arguments: dict[str, Any], shape: str, ws: Workspace) -> st
     "rows": n}`, plus the `creator` and `started_at` of each run (`runs_columns_json`). The
     JupyterLab runs table asks for columns: for 10,000 wide runs it is about half the bytes (no key
     repeated in every row) and several times cheaper to build."""
-    from workbench.runs.query import runs
+    from workbench.runs.query import runs, runs_by_id
 
-    frame = runs(**arguments, ws=ws)
+    frame = runs_by_id(**arguments, ws=ws) if "run_ids" in arguments else runs(**arguments, ws=ws)
     return runs_columns_json(frame, ws) if shape == "columns" else json.dumps(frame_records(frame), allow_nan=False)
 
 

@@ -46,12 +46,28 @@ def _root(
 
         console.print(f"workbench {__version__}")
         raise typer.Exit()
+    global _home_given
+    _home_given = bool(home)
     if home:
         # Through the environment so that kernels and workers started from here see it too.
         os.environ[ENV_HOME] = os.path.abspath(os.path.expanduser(home))
 
 
+_home_given = False
+
+
 def workspace() -> Workspace:
+    return open_workspace()
+
+
+def workspace_or_server() -> Workspace | None:
+    """The workspace folder a reading command passes as `ws`, or None when a team server is configured
+    and no `--home` was given: the library functions then answer from the server (`remote.dispatch`)."""
+    if not _home_given:
+        from workbench.remote.config import resolve
+
+        if resolve() is not None:
+            return None
     return open_workspace()
 
 

@@ -9,7 +9,7 @@ from typing import Any, Optional
 import typer
 from rich.text import Text
 
-from workbench.cli.app import JsonOption, app, console, err_console, print_json, workspace
+from workbench.cli.app import JsonOption, app, console, err_console, print_json, workspace_or_server
 from workbench.cli.run_cmds import short_headers, show_run
 from workbench.cli.tables import fits, is_terminal, print_table, ranked
 
@@ -50,7 +50,7 @@ def list_cmd(
     """Runs as a table: status, params and last metric values (newest first unless --order-by)."""
     from workbench.runs.query import runs
 
-    frame = runs(experiment or None, filter, order_by or None, limit or None, status, workspace())
+    frame = runs(experiment or None, filter, order_by or None, limit or None, status, workspace_or_server())
     if as_json:
         print_json([{k: _plain(v) for k, v in row.items()} for row in frame.to_dict(orient="records")])
         return
@@ -67,7 +67,7 @@ def show_cmd(run_id: str = typer.Argument(..., help="Run id."), as_json: bool = 
     """Everything a run recorded: params, metrics, tags, lineage, artifacts, environment, error."""
     from workbench.runs.store import get_run
 
-    run = get_run(run_id, workspace())
+    run = get_run(run_id, workspace_or_server())
     if as_json:
         print_json(run.to_dict())
         return
@@ -101,7 +101,7 @@ def compare_cmd(
     """Params and metrics of several runs side by side, differences highlighted."""
     from workbench.compare import compare
 
-    comparison = compare(run_ids, metric, workspace())
+    comparison = compare(run_ids, metric, workspace_or_server())
     table = comparison.table
     if html:
         comparison.to_html(html)

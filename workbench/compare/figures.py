@@ -26,7 +26,7 @@ from workbench.compare.frame import (
 )
 from workbench.errors import ValidationError
 from workbench.runs.store import metric_history
-from workbench.workspace import Workspace, current_workspace
+from workbench.workspace import Workspace
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -163,7 +163,6 @@ def step_curves(
     go = plotly_go()
     frame = runs_frame(runs, ws)
     m_col = resolve(frame, metric, "metrics.", "metric")
-    ws = ws or current_workspace()
     history = metric_history(list(frame["run_id"]), bare(m_col), ws).sort_values(["run_id", "step"])
     # one pass over the history in plain Python (a pandas filter per run took seconds for 1,000 runs)
     curves: dict[str, tuple[list[Any], list[Any]]] = {}

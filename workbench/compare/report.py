@@ -27,7 +27,7 @@ from workbench.compare.frame import (
 )
 from workbench.compare.importance import param_importance, param_importance_table
 from workbench.errors import ValidationError
-from workbench.workspace import Workspace, current_workspace
+from workbench.workspace import Workspace
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -203,7 +203,6 @@ def compare(runs: RunsLike, metric: str | None = None, ws: Workspace | None = No
     from workbench.runs.query import metric_point_counts
 
     frame = runs_frame(runs, ws)
-    ws = ws or current_workspace()
     points = metric_point_counts(frame["run_id"].tolist(), ws)
     column = resolve(frame, metric, "metrics.", "metric") if metric is not None else None
     name = bare(column) if column else default_metric(frame, points)

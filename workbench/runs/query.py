@@ -24,6 +24,7 @@ import pandas as pd
 from workbench.catalog import connect
 from workbench.catalog.read_cache import cached_read, deep_copies, frame_copies, shallow_copies
 from workbench.errors import ValidationError
+from workbench.remote.dispatch import remote_capable
 from workbench.runs.filters import (
     COLUMNS,
     BoolOp,
@@ -265,6 +266,7 @@ def _normalise_experiments(experiment: str | list[str] | None) -> list[str] | No
     return list(items)
 
 
+@remote_capable("search_runs")
 @cached_read(frame_copies, indexes_runs=True)  # warm polls (Lab, widgets) skip the catalog while it is unchanged
 def runs(
     experiment: str | list[str] | None = None,
@@ -364,6 +366,7 @@ def _checked_ids(run_ids: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(check_run_id(run_id) for run_id in run_ids))
 
 
+@remote_capable("runs_by_id")
 def runs_by_id(run_ids: Sequence[str], ws: Workspace | None = None, include_min_max: bool = False) -> pd.DataFrame:
     """The runs with these ids, in the order given (unknown ids are left out), with the columns of
     `runs()`. The ids are checked, then bound as one list parameter: never pasted into SQL text."""
@@ -459,6 +462,7 @@ def _spell_floats(con: Any, columns: Sequence[np.ndarray]) -> list[str]:
     return [text for _, text in rows]
 
 
+@remote_capable("metric_point_counts")
 def metric_point_counts(run_ids: Sequence[str], ws: Workspace | None = None) -> dict[str, int]:
     """For each metric of these runs, the most points (steps) any one of them logged."""
     from workbench.runs.ingest import index_runs
@@ -474,6 +478,7 @@ def metric_point_counts(run_ids: Sequence[str], ws: Workspace | None = None) -> 
     return {key: int(count or 0) for key, count in rows}
 
 
+@remote_capable("experiments_summary")
 @cached_read(deep_copies, indexes_runs=True)
 def experiments_summary(ws: Workspace | None = None) -> list[dict[str, Any]]:
     """Every experiment with its run counts and last activity, sorted by name.

@@ -18,6 +18,7 @@ import pandas as pd
 from workbench import blobs
 from workbench.catalog import connect
 from workbench.errors import NotFoundError, ValidationError
+from workbench.remote.dispatch import remote_capable
 from workbench.runs.ids import check_run_id
 from workbench.runs.ingest import index_runs
 from workbench.workspace import Workspace, current_workspace
@@ -90,6 +91,7 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
+@remote_capable("get_run")
 def get_run(run_id: str, ws: Workspace | None = None) -> Run:
     """The run `run_id` with its params, last metric values, tags, artifacts and inputs."""
     ws = ws or current_workspace()
@@ -129,6 +131,7 @@ def get_run(run_id: str, ws: Workspace | None = None) -> Run:
     )  # fmt: skip
 
 
+@remote_capable("metric_history")
 def metric_history(run_ids: str | list[str], key: str, ws: Workspace | None = None) -> pd.DataFrame:
     """Every logged point of metric `key` for the given runs: columns run_id, step, value."""
     ws = ws or current_workspace()
@@ -145,6 +148,7 @@ def metric_history(run_ids: str | list[str], key: str, ws: Workspace | None = No
         ).df()
 
 
+@remote_capable("artifact_path")
 def artifact_path(run: Run | str, name: str, ws: Workspace | None = None) -> Path:
     """Local path of a run's artifact file (read-only: it lives in the content-addressed store),
     checked against its hash first."""
@@ -158,13 +162,18 @@ def _artifact_label(record: Run, name: str) -> str:
     return f"artifact {name!r} of run {record.run_id}"
 
 
+@remote_capable("load_artifact")
 def load_artifact(run: Run | str, name: str, ws: Workspace | None = None) -> Any:
     """An artifact as a Python object: models are loaded with skops' trusted types, figures as
     plotly Figures, text as str, anything else as bytes."""
     ws = ws or current_workspace()
     record = run if isinstance(run, Run) else get_run(run, ws)
     found = record.artifact(name)
-    data = blobs.read_verified(ws, found.blob, what=_artifact_label(record, name))
+    return artifact_object(found, blobs.read_verified(ws, found.blob, what=_artifact_label(record, name)))
+
+
+def artifact_object(found: Artifact, data: bytes) -> Any:
+    """The Python object of an artifact's verified bytes, by its kind (see `load_artifact`)."""
     if found.kind == "model":
         from workbench.models.serialization import load_model
 
@@ -178,12 +187,14 @@ def load_artifact(run: Run | str, name: str, ws: Workspace | None = None) -> Any
     return data
 
 
+@remote_capable("executed_notebook_path")
 def executed_notebook_path(run: Run | str, ws: Workspace | None = None) -> Path:
     ws = ws or current_workspace()
     record = run if isinstance(run, Run) else get_run(run, ws)
     return blobs.verified_path(ws, _output_blob(record), what=f"executed notebook of run {record.run_id}")
 
 
+@remote_capable("read_executed_notebook")
 def read_executed_notebook(run: Run | str, ws: Workspace | None = None) -> bytes:
     """The executed notebook's bytes, checked against their hash (for viewers)."""
     ws = ws or current_workspace()

@@ -4,7 +4,7 @@ remote logging: a client's event file shipped in chunks, exactly once, and blobs
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 
 from workbench.errors import ValidationError, WorkbenchError
 from workbench.httpapi import error_body, runs_answer_json, runs_request
@@ -27,12 +27,50 @@ def list_runs(
     limit: str | None = Query(None, description="At most this many rows (default 500, at most 100,000)."),
     status: str | None = Query(None, description="Only runs with this status, e.g. finished."),
     format: str | None = Query(None, description="records (default: a list of rows) or columns."),
+    run_id: list[str] = Query([], description="Only these runs, in this order (repeat); other filters are ignored."),
+    min_max: bool = Query(False, description="Also metrics.<key>.min and .max (as wb.runs(include_min_max=True))."),
     ws: Workspace = Depends(workspace),
 ) -> Response:
     """Runs matching the filter: one object per run (params.*, metrics.*, tags.*), or column by column
     with `format=columns`. The same parameters and error messages as the JupyterLab runs table."""
     arguments, shape = runs_request(experiment, filter, order_by, limit, status, format)
+    if run_id:
+        arguments = {"run_ids": [i for arg in run_id for i in arg.split(",") if i]}
+    if min_max:
+        arguments["include_min_max"] = True
     return Response(runs_answer_json(arguments, shape, ws), media_type="application/json")
+
+
+@router.get("/experiments", dependencies=[Depends(requires(VIEWER, "reading runs"))])
+def experiments(ws: Workspace = Depends(workspace)) -> JSONResponse:
+    """Every experiment with its run counts (finished, active, failed) and last activity."""
+    from workbench.runs.query import experiments_summary
+
+    return reply(experiments_summary(ws))
+
+
+@router.get("/metric-counts", dependencies=[Depends(requires(VIEWER, "reading runs"))])
+def metric_counts(
+    run_id: list[str] = Query(..., description="The runs (repeat, or a,b)."), ws: Workspace = Depends(workspace)
+) -> JSONResponse:
+    """For each metric of these runs, the most points (steps) any one of them logged."""
+    from workbench.runs.query import metric_point_counts
+
+    return reply(metric_point_counts([i for arg in run_id for i in arg.split(",") if i], ws))
+
+
+@router.get("/metric-history", dependencies=[Depends(requires(VIEWER, "reading runs"))])
+def metric_history(
+    key: str = Query(..., description="The metric, e.g. loss."),
+    run_id: list[str] = Query(..., description="The runs (repeat, or a,b)."),
+    ws: Workspace = Depends(workspace),
+) -> JSONResponse:
+    """Every logged point of metric `key` of these runs, column by column: run_id, step, value."""
+    from workbench.runs.store import metric_history
+
+    ids = [i for arg in run_id for i in arg.split(",") if i]
+    frame = metric_history(ids, key, ws)
+    return reply({name: frame[name].tolist() for name in ("run_id", "step", "value")})
 
 
 @router.get("/runs/{run_id}", dependencies=[Depends(requires(VIEWER, "reading runs"))])
@@ -106,6 +144,23 @@ def has_blob(
     from workbench import blobs
 
     return Response(status_code=200 if blobs.exists(ws, _blob_id(blob_id)) else 404)
+
+
+@router.get("/blobs/{blob_id}", responses={200: {"content": {"application/octet-stream": {}}}})
+def get_blob(
+    blob_id: str, _: User = Depends(requires(VIEWER, "reading blobs")), ws: Workspace = Depends(workspace)
+) -> FileResponse:
+    """A stored file by content hash (artifacts, notebooks, model files), as stored;
+    `X-Workbench-Sha256` and the ETag are its sha256, for the client to verify."""
+    from workbench import blobs
+    from workbench.errors import NotFoundError
+
+    path = blobs.blob_path(ws, _blob_id(blob_id))
+    if not path.is_file():
+        raise NotFoundError(f"No blob {blob_id} on this server.", "It is uploaded when the run that logged it syncs.")
+    sha = blobs.expected_sha256(blob_id)
+    return FileResponse(path, media_type="application/octet-stream",
+                        headers={"X-Workbench-Sha256": sha, "ETag": f'"{sha}"'})  # fmt: skip
 
 
 @router.put("/blobs/{blob_id}", response_model=BlobOut)
