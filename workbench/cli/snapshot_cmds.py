@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from workbench.cli.app import JsonOption, app, console, err_console, fail, print_json, workspace
+from workbench.cli.app import JsonOption, app, console, err_console, fail, print_json, workspace_or_server
 from workbench.cli.tables import is_terminal, print_table
 from workbench.errors import ValidationError
 from workbench.snapshots import query, store
@@ -37,7 +37,7 @@ def add(
     """Register a file or query result as the next version of NAME (dedups identical data)."""
     if (path is None) == (sql is None):
         fail("Give either a PATH or --sql QUERY.", "E.g. workbench snapshot add wine wine.csv")
-    ws = workspace()
+    ws = workspace_or_server()
     try:
         with console.status(f"Registering {name} ...", spinner="dots"):
             snap = store.register(name, path, sql=sql, description=description, expectations=expect, ws=ws)
@@ -64,7 +64,7 @@ def list_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """List snapshots (latest version of each name)."""
-    snaps = store.list_snapshots(name, all_versions=all_versions or name is not None, ws=workspace())
+    snaps = store.list_snapshots(name, all_versions=all_versions or name is not None, ws=workspace_or_server())
     if as_json:
         print_json([s.to_dict() for s in snaps])
         return
@@ -93,7 +93,7 @@ def show(
     as_json: bool = JsonOption,
 ) -> None:
     """Show a snapshot's metadata, schema and column profile."""
-    snap = store.get(ref, workspace())
+    snap = store.get(ref, workspace_or_server())
     if as_json:
         print_json(snap.to_dict())
         return
@@ -135,7 +135,7 @@ def diff(
     as_json: bool = JsonOption,
 ) -> None:
     """Compare two snapshots: schema, row counts, column profiles, and rows by key."""
-    result = diff_snapshots(a, b, key=key or None, ws=workspace())
+    result = diff_snapshots(a, b, key=key or None, ws=workspace_or_server())
     if as_json:
         print_json(result.to_dict())
         return
@@ -173,7 +173,7 @@ def export(
     path: str = typer.Argument(..., help="Target file ending in .parquet or .csv."),
 ) -> None:
     """Write a snapshot's data to a Parquet or CSV file."""
-    out = store.export(ref, path, workspace())
+    out = store.export(ref, path, workspace_or_server())
     console.print(f"Wrote {out}")
 
 
@@ -184,7 +184,7 @@ def query_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Run a DuckDB query over snapshots and print the result."""
-    frame = query.sql(sql, workspace())
+    frame = query.sql(sql, workspace_or_server())
     if as_json:
         print_json(frame.head(limit).to_dict(orient="records"))
         return

@@ -13,20 +13,26 @@ Thin adapters over the library the CLI and the Jupyter handlers use (`workbench.
   (`If-None-Match` answers 304).
 - `GET /snapshots/{ref}/diff/{other}` is `workbench snapshot diff REF OTHER --json`.
 - `POST /sql` is `workbench.snapshots.query.sql`: one read-only SELECT over snapshots, which cannot
-  read other files nor change anything (enforced by the library for every caller), as columns.
+  read other files nor change anything (enforced by the library for every caller), as columns
+  (`?format=parquet`: as a Parquet file, which keeps the dtypes for `wb.sql` on a client).
+
+A snapshot's JSON is `Snapshot.to_dict()` plus `file_sha256`, the sha256 of its data file (null for
+a legacy row without one): a client keeps downloaded data by that hash, so loading a version it
+already has needs no request for the data (`remote.store_snapshots`).
 """
 
 from __future__ import annotations
 
+import io
 import json
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from workbench.errors import ValidationError
+from workbench.errors import DataSourceError, ValidationError
 from workbench.httpapi import BodyTooLargeError, column_values
 from workbench.names import validate_name
 from workbench.server.auth import requires, workspace
@@ -55,6 +61,11 @@ def max_upload_bytes(ws: Workspace) -> int:
     return positive_setting(ws, "max_upload_bytes", "WORKBENCH_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES)
 
 
+def record(snap: Any) -> dict[str, Any]:
+    """A snapshot as the server answers it: `to_dict()` and the sha256 of its data file (see the module doc)."""
+    return {**snap.to_dict(), "file_sha256": snap.file_sha256}
+
+
 @router.get("/snapshots", dependencies=[_reading])
 def list_snapshots(
     name: str | None = Query(None, description="Only this snapshot name."),
@@ -64,7 +75,7 @@ def list_snapshots(
     """Registered snapshots: name, version, rows, columns, creator, source."""
     from workbench.snapshots.store import list_snapshots
 
-    return reply([s.to_dict() for s in list_snapshots(name or None, all_versions, ws)])
+    return reply([record(s) for s in list_snapshots(name or None, all_versions, ws)])
 
 
 @router.get("/snapshots/{ref}", dependencies=[_reading])
@@ -72,7 +83,7 @@ def get_snapshot(ref: str, ws: Workspace = Depends(workspace)) -> JSONResponse:
     """One snapshot version (`name`, `name@3`, `name@latest`): metadata, schema (`columns`) and column `profile`."""
     from workbench.snapshots.store import get
 
-    return reply(get(ref, ws).to_dict())
+    return reply(record(get(ref, ws)))
 
 
 def _upload_format(format: str | None, content_type: str | None) -> str:
@@ -141,6 +152,7 @@ async def register_snapshot(
     expectations: str | None = Query(
         None, max_length=100_000, description='Expectations the data must meet, as JSON (e.g. {"not_null": ["id"]}).'
     ),
+    source: str | None = Query(None, max_length=500, description="What the data was made from, for its record."),
     ws: Workspace = Depends(workspace),
 ) -> JSONResponse:
     """Register the body (CSV or Parquet) as the next version of the snapshot named REF (a plain
@@ -154,7 +166,7 @@ async def register_snapshot(
 
     def registered(path: Any) -> Any:
         return register(name, path, description=description, expectations=spec, ws=ws,
-                        source_label=f"upload ({kind})")  # fmt: skip
+                        source_label=f"upload ({kind})" + (f": {source}" if source else ""))  # fmt: skip
 
     try:
         snap = await receive_upload(request, ws, _SUFFIX[kind], registered)
@@ -164,7 +176,7 @@ async def register_snapshot(
         if getattr(exc, "report", None) is None:
             raise
         return JSONResponse({"error": exc.message, "hint": exc.hint, "validation": exc.report.to_dict()}, 400)
-    return reply(snap.to_dict(), status=201 if snap.created else 200)
+    return reply(record(snap), status=201 if snap.created else 200)
 
 
 _PARQUET = {200: {"content": {"application/vnd.apache.parquet": {}},
@@ -208,19 +220,47 @@ def diff_snapshots(
     return reply(diff(ref, other, key=keys or None, ws=ws).to_dict())
 
 
-@router.post("/sql", dependencies=[Depends(requires(VIEWER, "querying snapshots"))])
-def query_snapshots(body: SqlQuery, ws: Workspace = Depends(workspace)) -> JSONResponse:
+_SQL_PARQUET = {200: {"content": {"application/vnd.apache.parquet": {}},
+                      "description": "With `?format=parquet`: the rows as a Parquet file; `X-Workbench-Rows` and "
+                                     "`X-Workbench-Truncated` say how many and whether there were more."}}  # fmt: skip
+
+
+@router.post("/sql", dependencies=[Depends(requires(VIEWER, "querying snapshots"))], responses=_SQL_PARQUET)
+def query_snapshots(
+    body: SqlQuery,
+    format: Literal["json", "parquet"] = Query("json", description="json (columns) or parquet (a file)."),
+    timeout: float | None = Query(None, gt=0, le=SQL_TIMEOUT_S, description="Seconds before the query is stopped."),
+    ws: Workspace = Depends(workspace),
+) -> Response:
     """One read-only SELECT over snapshots (`snapshot('name@2')`, or a snapshot name for its latest
     version), as `wb.sql`: anything else (COPY, ATTACH, INSTALL, SET, several statements, reading
     other files) is refused with 400. The answer, column by column: `{"columns": [name, ...],
     "types": [...], "data": [[every value of column 0], ...], "rows": n, "truncated": bool}`, at most
-    `limit` rows (`truncated` says there were more)."""
+    `limit` rows (`truncated` says there were more); or with `?format=parquet` those rows as a Parquet
+    file, which keeps their dtypes."""
     from workbench.snapshots.query import sql
 
-    frame = sql(body.query, ws, limit=body.limit + 1, timeout=SQL_TIMEOUT_S)
+    frame = sql(body.query, ws, limit=body.limit + 1, timeout=timeout or SQL_TIMEOUT_S)
     truncated = len(frame) > body.limit
     frame = frame.head(body.limit)
+    if format == "parquet":
+        return Response(_parquet(frame), media_type="application/vnd.apache.parquet",
+                        headers={"X-Workbench-Rows": str(len(frame)),
+                                 "X-Workbench-Truncated": str(truncated).lower()})  # fmt: skip
     data = [column_values(frame.iloc[:, index]) for index in range(frame.shape[1])]
     answer = {"columns": [str(c) for c in frame.columns], "types": [str(t) for t in frame.dtypes], "data": data,
               "rows": len(frame), "truncated": truncated, "limit": body.limit}  # fmt: skip
     return reply(answer, json_safe=True)
+
+
+def _parquet(frame: Any) -> bytes:
+    """A query result as Parquet bytes (with pandas' metadata, so dtypes come back the same)."""
+    import pyarrow as pa
+
+    out = io.BytesIO()
+    try:
+        frame.to_parquet(out, index=False)
+    except (pa.ArrowException, TypeError, ValueError) as exc:
+        raise DataSourceError(f"The query's result cannot be sent as Parquet: {str(exc).splitlines()[0]}",
+                              "Cast that column to a plain type in the query, e.g. col::VARCHAR.") from exc  # fmt: skip
+    return out.getvalue()

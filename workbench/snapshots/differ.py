@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from workbench.errors import ValidationError
+from workbench.remote.dispatch import remote_capable
 from workbench.snapshots.engine import engine, quote_ident, quote_literal
 from workbench.snapshots.store import Snapshot, data_path, get
 from workbench.workspace import Workspace, current_workspace
@@ -43,6 +44,13 @@ class SnapshotDiff:
         data["row_delta"] = self.row_delta
         return data
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SnapshotDiff:
+        """The `SnapshotDiff` a team server answered (its `to_dict()`)."""
+        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        fields["row_count"] = tuple(data["row_count"])
+        return cls(**fields)
+
 
 def _profile_changes(a: Snapshot, b: Snapshot) -> dict[str, dict[str, list[Any]]]:
     changes: dict[str, dict[str, list[Any]]] = {}
@@ -56,6 +64,7 @@ def _profile_changes(a: Snapshot, b: Snapshot) -> dict[str, dict[str, list[Any]]
     return dict(sorted(changes.items()))
 
 
+@remote_capable("diff_snapshots")
 def diff(a_ref: str, b_ref: str, key: list[str] | str | None = None, ws: Workspace | None = None) -> SnapshotDiff:
     """What changed from snapshot `a_ref` to `b_ref` (rows matched on `key` when given)."""
     ws = ws or current_workspace()

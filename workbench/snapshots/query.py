@@ -30,6 +30,7 @@ import duckdb
 import pandas as pd
 
 from workbench.errors import DataSourceError
+from workbench.remote.dispatch import remote_capable
 from workbench.snapshots.engine import engine, quote_ident, quote_literal
 from workbench.workspace import Workspace, current_workspace
 
@@ -99,6 +100,7 @@ def _lock_down(con: duckdb.DuckDBPyConnection, paths: list[str]) -> None:
     con.execute("SET lock_configuration = true")
 
 
+@remote_capable("sql")
 def sql(
     query: str, ws: Workspace | None = None, limit: int | None = None, timeout: float | None = None
 ) -> pd.DataFrame:

@@ -35,10 +35,11 @@ from workbench.catalog.read_cache import cached_read, deep_copies
 from workbench.errors import DataSourceError, NotFoundError, ValidationError, WorkbenchError
 from workbench.identity import current_user
 from workbench.names import Ref, parse_ref, validate_name
+from workbench.remote.dispatch import remote_capable
 from workbench.snapshots import expectations as expect
 from workbench.snapshots.engine import engine, quote_literal
 from workbench.snapshots.profile import content_hash, profile, read_columns
-from workbench.snapshots.sources import relation_sql, source_from, write_parquet
+from workbench.snapshots.sources import Source, relation_sql, source_from, write_parquet
 from workbench.workspace import Workspace, current_workspace
 
 _COLUMNS = (
@@ -79,6 +80,13 @@ class Snapshot:
         data["ref"] = self.ref
         return data
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Snapshot:
+        """The `Snapshot` a team server answered (`to_dict()`, plus `file_sha256` when it has one)."""
+        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        fields["created_at"] = datetime.fromisoformat(data["created_at"])
+        return cls(**fields)
+
     def __repr__(self) -> str:
         return f"<Snapshot {self.ref} rows={self.row_count} cols={len(self.columns)}>"
 
@@ -94,6 +102,7 @@ def _ws(ws: Workspace | None) -> Workspace:
     return ws or current_workspace()
 
 
+@remote_capable("register_snapshot")
 def register(
     name: str,
     data: Any = None,
@@ -111,12 +120,8 @@ def register(
     `source_label` is what the catalog records as the source and error messages call it (default:
     the path, query or "dataframe"); the team server names an upload with it, not its scratch file.
     """
-    validate_name(name, "snapshot name")
+    source, spec = check_registration(name, data, sql, description, expectations)
     ws = _ws(ws)
-    source = source_from(data, sql)
-    spec = expect.load_expectations(expectations)
-    if description is not None and not isinstance(description, str):
-        raise WorkbenchError("description must be a string.")
     with engine(ws) as con, blobs.temp_path(ws, ".parquet") as tmp:
         if source.kind == "sql":
             from workbench.snapshots.query import prepare
@@ -147,6 +152,19 @@ def register(
         stored = _store_data_file(con, ws, blob_id, tmp, digest)
     return _insert(ws, name, digest, source_label or source.describe(), description, row_count, byte_size, columns,
                    stats, blob_id, stored)  # fmt: skip
+
+
+def check_registration(
+    name: str, data: Any, sql: str | None, description: str | None, expectations: Any
+) -> tuple[Source, dict[str, Any]]:
+    """What `register` checks before touching any data (also where a team server registers): the
+    name, the source, the description, and the expectations (loaded, e.g. from a YAML file)."""
+    validate_name(name, "snapshot name")
+    source = source_from(data, sql)
+    spec = expect.load_expectations(expectations)
+    if description is not None and not isinstance(description, str):
+        raise WorkbenchError("description must be a string.")
+    return source, spec
 
 
 @dataclass(frozen=True)
@@ -260,6 +278,7 @@ def _insert(
     return snap
 
 
+@remote_capable("get_snapshot")
 def get(ref: str | Ref, ws: Workspace | None = None) -> Snapshot:
     """The snapshot a `name[@version|@latest]` reference points at."""
     ws = _ws(ws)
@@ -292,6 +311,7 @@ def get(ref: str | Ref, ws: Workspace | None = None) -> Snapshot:
     raise NotFoundError(f"No snapshot named {parsed.name!r}.", "See 'workbench snapshot list' for what exists.")
 
 
+@remote_capable("list_snapshot_records")
 @cached_read(deep_copies)  # the Lab sidebar polls it
 def list_snapshots(name: str | None = None, all_versions: bool = False, ws: Workspace | None = None) -> list[Snapshot]:
     """Latest version of each name (or every version), newest names first."""
@@ -325,32 +345,45 @@ def data_path(snap: Snapshot, ws: Workspace | None = None) -> Path:
     return blobs.verified_path(_ws(ws), snap.blob, blobs.expected_sha256(snap.blob), what, digest=data_digest)
 
 
+@remote_capable("load_snapshot_frame")
 def load(ref: str, ws: Workspace | None = None, columns: list[str] | None = None) -> pd.DataFrame:
     """Read a snapshot into a pandas DataFrame (optionally only some columns)."""
     ws = _ws(ws)
     snap = get(ref, ws)
-    path = data_path(snap, ws)
-    with engine(ws) as con:
-        select = "*"
-        if columns:
-            known = {c["name"] for c in snap.columns}
-            missing = [c for c in columns if c not in known]
-            if missing:
-                raise NotFoundError(
-                    f"Snapshot {snap.ref} has no column(s) {', '.join(missing)}.",
-                    f"Columns are: {', '.join(sorted(known))}.",
-                )
-            from workbench.snapshots.engine import quote_ident
+    return read_frame(snap, data_path(snap, ws), columns, ws)
 
-            select = ", ".join(quote_ident(c) for c in columns)
+
+def read_frame(
+    snap: Snapshot, path: Path, columns: list[str] | None = None, ws: Workspace | None = None
+) -> pd.DataFrame:
+    """The rows of `snap` from its (checked) Parquet file `path`, read by DuckDB whether the file is
+    in a workspace or a team server's download cache, so both give the same dtypes."""
+    select = "*"
+    if columns:
+        known = {c["name"] for c in snap.columns}
+        missing = [c for c in columns if c not in known]
+        if missing:
+            raise NotFoundError(
+                f"Snapshot {snap.ref} has no column(s) {', '.join(missing)}.",
+                f"Columns are: {', '.join(sorted(known))}.",
+            )
+        from workbench.snapshots.engine import quote_ident
+
+        select = ", ".join(quote_ident(c) for c in columns)
+    with engine(ws) as con:
         return con.execute(f"SELECT {select} FROM read_parquet({quote_literal(str(path))})").df()
 
 
+@remote_capable("export_snapshot")
 def export(ref: str, target: str | os.PathLike[str], ws: Workspace | None = None) -> Path:
     """Write a snapshot to a Parquet or CSV file (format from the extension)."""
     ws = _ws(ws)
     snap = get(ref, ws)
-    path = data_path(snap, ws)
+    return write_export(data_path(snap, ws), target, ws)
+
+
+def write_export(path: Path, target: str | os.PathLike[str], ws: Workspace | None = None) -> Path:
+    """Write the snapshot file `path` to `target` (.parquet or .csv), atomically."""
     out = Path(target).expanduser().absolute()
     suffix = out.suffix.lower()
     if suffix not in (".parquet", ".csv"):
