@@ -220,7 +220,7 @@ def test_a_tampered_cached_model_is_refused_and_downloaded_again_and_a_restart_s
             assert predict(http, team)["version"] == 2  # served the real v2
     finally:
         output = served.stop()
-    assert f"The cached model file {cached} of wine@2 does not match its sha256; downloading it again." in output
+    assert f"The cached file {cached} of model wine@2 does not match its sha256; downloading it again." in output
     assert hashlib.sha256(cached.read_bytes()).hexdigest() == sha
     spool = next((client / "cache" / "workbench" / "spool").iterdir()) / "predictions" / "wine"
     sent = json.loads((spool / "sent.json").read_text())

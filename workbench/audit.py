@@ -16,6 +16,7 @@ import duckdb
 
 from workbench.catalog import connect
 from workbench.identity import current_user
+from workbench.remote.dispatch import remote_capable
 from workbench.workspace import Workspace, current_workspace
 
 
@@ -31,6 +32,12 @@ class AuditEntry:
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "occurred_at": self.occurred_at.isoformat()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AuditEntry:
+        """The entry `to_dict` (e.g. the team server's answer) describes."""
+        return cls(int(data["id"]), datetime.fromisoformat(data["occurred_at"]), data["actor"], data["action"],
+                   data["target"], data.get("details"), data.get("reason"))  # fmt: skip
 
 
 def record(
@@ -60,6 +67,7 @@ def record(
     )
 
 
+@remote_capable("audit_entries")
 def entries(
     target: str | None = None,
     action: str | None = None,
@@ -146,6 +154,23 @@ def parse_since(text: str | datetime | None, option: str = "since") -> datetime 
     return moment if moment is None or moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
+def search_filters(
+    model: str | None, target: str | None, since: str | datetime | None, limit: int | None, flag: str = ""
+) -> tuple[str | None, datetime | None]:
+    """The filters of `search`, checked: the target to match (`model:NAME` for a model) and `since`
+    as a datetime. A ValidationError names the option (prefixed with `flag`) that is wrong."""
+    from workbench.errors import ValidationError
+    from workbench.names import validate_name
+
+    if model and target:
+        raise ValidationError(f"Give {flag}model or {flag}target, not both.")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValidationError(f"{flag}limit must be at least 1, got {limit}.")
+    where = f"model:{validate_name(model, 'model name')}" if model else target
+    return where, parse_since(since, f"{flag}since")
+
+
+@remote_capable("audit_search")
 def search(
     model: str | None = None,
     target: str | None = None,
@@ -155,17 +180,10 @@ def search(
     ws: Workspace | None = None,
     flag: str = "",
 ) -> list[AuditEntry]:
-    """The filters of `workbench audit` and of the team server's `GET /api/v1/audit`, checked:
-    entries about one `model` (or one `target`), of one `action`, at or after `since` (ISO text),
-    oldest first; with `limit`, only the newest `limit` of them. `flag` prefixes the option names
-    in error messages ("--" for the command line)."""
-    from workbench.errors import ValidationError
-    from workbench.names import validate_name
-
-    if model and target:
-        raise ValidationError(f"Give {flag}model or {flag}target, not both.")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ValidationError(f"{flag}limit must be at least 1, got {limit}.")
-    where = f"model:{validate_name(model, 'model name')}" if model else target
-    found = entries(target=where, action=action, since=parse_since(since, f"{flag}since"), ws=ws)
+    """The filters of `workbench audit` and of the team server's `GET /api/v1/audit`, checked
+    (`search_filters`): entries about one `model` (or one `target`), of one `action`, at or after
+    `since` (ISO text), oldest first; with `limit`, only the newest `limit` of them. `flag` prefixes
+    the option names in error messages ("--" for the command line)."""
+    where, moment = search_filters(model, target, since, limit, flag)
+    found = entries(target=where, action=action, since=moment, ws=ws or current_workspace())
     return found[-limit:] if limit is not None else found  # the newest are what people ask for

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from workbench.cli.app import JsonOption, app, console, err_console, fail, print_json, workspace
+from workbench.cli.app import JsonOption, app, console, err_console, fail, print_json, workspace, workspace_or_server
 from workbench.cli.tables import print_table
 
 pipeline_app = typer.Typer(help="Pipelines declared in workbench.yaml: validate, list, run.", no_args_is_help=True)
@@ -78,7 +78,7 @@ def audit_cmd(
     """Who changed what, when and why (oldest first)."""
     from workbench.audit import search
 
-    found = search(model, target, action, since, limit, ws=workspace(), flag="--")
+    found = search(model, target, action, since, limit, ws=workspace_or_server(), flag="--")
     if as_json:
         print_json([e.to_dict() for e in found])
         return

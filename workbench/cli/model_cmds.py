@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.text import Text
 
-from workbench.cli.app import JsonOption, app, console, err_console, fail, print_json, workspace
+from workbench.cli.app import JsonOption, app, console, err_console, fail, print_json, workspace, workspace_or_server
 from workbench.cli.tables import print_table
 
 models_app = typer.Typer(help="Registered models, versions, aliases, gates and model cards.", no_args_is_help=True)
@@ -30,7 +30,8 @@ def promote_cmd(
     """Register RUN_ID's model as the next version and move ALIAS to it (gates permitting)."""
     from workbench.models.registry import promote
 
-    version = promote(run_id, model, alias=alias, reason=reason, artifact=artifact, force=force, ws=workspace())
+    version = promote(run_id, model, alias=alias, reason=reason, artifact=artifact, force=force,
+                      ws=workspace_or_server())  # fmt: skip
     if as_json:
         print_json(version.to_dict())
     else:
@@ -48,7 +49,7 @@ def rollback_cmd(
     """Move ALIAS of NAME back to the version it pointed at before (or --to VERSION)."""
     from workbench.models.registry import rollback
 
-    version = rollback(name, alias, to=to, reason=reason, ws=workspace())
+    version = rollback(name, alias, to=to, reason=reason, ws=workspace_or_server())
     if as_json:
         print_json(version.to_dict())
     else:
@@ -60,7 +61,7 @@ def list_cmd(as_json: bool = JsonOption) -> None:
     """Every model with its latest version and aliases."""
     from workbench.models.registry import list_models
 
-    found = list_models(workspace())
+    found = list_models(workspace_or_server())
     if as_json:
         print_json(found)
         return
@@ -74,7 +75,7 @@ def show_cmd(name: str = typer.Argument(..., help="Model name."), as_json: bool 
     """Versions (newest first) with their runs and metrics, aliases and alias history."""
     from workbench.models.registry import get_model
 
-    model = get_model(name, workspace())
+    model = get_model(name, workspace_or_server())
     if as_json:
         print_json(model)
         return
@@ -96,10 +97,10 @@ def card_cmd(
     from workbench.models.card import model_card
 
     if html:
-        html.write_text(model_card(ref, "html", workspace()))
+        html.write_text(model_card(ref, "html", workspace_or_server()))
         console.print(f"Wrote {html}")
     else:
-        typer.echo(model_card(ref, "markdown", workspace()))
+        typer.echo(model_card(ref, "markdown", workspace_or_server()))
 
 
 @models_app.command("alias")
@@ -110,7 +111,7 @@ def alias_cmd(
     """Point ALIAS of NAME at VERSION (e.g. staging)."""
     from workbench.models.registry import set_alias
 
-    console.print(f"{name}@{alias} -> {set_alias(name, alias, version, reason=reason, ws=workspace()).ref}")
+    console.print(f"{name}@{alias} -> {set_alias(name, alias, version, reason=reason, ws=workspace_or_server()).ref}")
 
 
 @models_app.command("gate")
@@ -141,7 +142,7 @@ def gate_cmd(
         gates["beat"] = {"metric": beat, "mode": "max" if higher_is_better else "min"}
     if not gates and not clear:
         fail("No gate given.", "Use --min METRIC=V, --max METRIC=V, --beat METRIC, or --clear.")
-    result = set_gates(name, None if clear else gates, ws=workspace())
+    result = set_gates(name, None if clear else gates, ws=workspace_or_server())
     if as_json:
         print_json(result)
     else:
@@ -203,10 +204,12 @@ def monitor_cmd(
     fail_on_drift: bool = typer.Option(False, "--fail-on-drift", help="Exit 1 when any column drifted (for CI)."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Drift of the served model's live inputs and predictions vs its training snapshot."""
+    """Drift of the served model's live inputs and predictions vs its training snapshot.
+
+    With a team server configured it is computed there, over the predictions every model server shipped."""
     from workbench.serving.monitor import drift_report
 
-    report = drift_report(ref, since=since, threshold=threshold, ws=workspace())
+    report = drift_report(ref, since=since, threshold=threshold, ws=workspace_or_server())
     if html:
         report.to_html(str(html))
     if as_json:

@@ -25,6 +25,7 @@ from workbench import blobs
 from workbench.errors import NotFoundError
 from workbench.markdown import inert_section, md_text
 from workbench.models.registry import ModelVersion, get_version
+from workbench.remote.dispatch import remote_capable
 from workbench.runs.lifecycle import given_params
 from workbench.runs.store import Run, get_run, load_artifact
 from workbench.workspace import Workspace, current_workspace
@@ -92,6 +93,7 @@ def notebook_defaults(run: Run | None, ws: Workspace) -> dict[str, Any]:
     return {name: spec["default"] for name, spec in declared.items()}
 
 
+@remote_capable("model_card")
 def model_card(ref: str, fmt: str = "markdown", ws: Workspace | None = None) -> str:
     """The card of model version `ref` as Markdown (`fmt="markdown"`) or standalone HTML."""
     ws = ws or current_workspace()

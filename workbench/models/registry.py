@@ -25,6 +25,7 @@ from workbench.identity import current_user
 from workbench.models.gates import GateRefused, GateResult, evaluate, validate_gates
 from workbench.names import parse_ref, validate_name
 from workbench.permissions import make_dir, protect
+from workbench.remote.dispatch import remote_capable
 from workbench.runs.store import Run, get_run
 from workbench.workspace import Workspace, current_workspace
 
@@ -61,6 +62,17 @@ class ModelVersion:
         data["created_at"] = self.created_at.isoformat()
         data["ref"] = self.ref
         return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelVersion:
+        """The version `to_dict` (e.g. the team server's answer) describes; other keys are ignored."""
+        return cls(
+            name=data["name"], version=int(data["version"]), run_id=data.get("run_id") or "",
+            artifact=data.get("artifact") or "", blob=data.get("blob") or "", meta=data.get("meta") or {},
+            metrics=data.get("metrics") or {}, params=data.get("params") or {}, inputs=list(data.get("inputs") or []),
+            created_at=datetime.fromisoformat(data["created_at"]), creator=data.get("creator") or "",
+            reason=data.get("reason"), aliases=list(data.get("aliases") or []),
+        )  # fmt: skip
 
 
 def _ws(ws: Workspace | None) -> Workspace:
@@ -105,6 +117,7 @@ def model_artifact(run: Run, artifact: str | None = None, choose_hint: str = "Ch
     return models[0]
 
 
+@remote_capable("promote")
 def promote(
     run_id: str,
     model: str | None = None,
@@ -214,6 +227,7 @@ def _move_alias(con: Any, name: str, alias: str, version: int, reason: str | Non
                  reason)  # fmt: skip
 
 
+@remote_capable("set_alias")
 def set_alias(
     name: str, alias: str, version: int, *, reason: str | None = None, by: str | None = None,
     ws: Workspace | None = None,
@@ -233,6 +247,7 @@ def set_alias(
     return get_version(target.ref, ws)
 
 
+@remote_capable("rollback")
 def rollback(
     name: str, alias: str = DEFAULT_ALIAS, *, to: int | None = None, reason: str | None = None,
     ws: Workspace | None = None,
@@ -290,6 +305,7 @@ def alias_file_state(ws: Workspace, name: str) -> dict[str, Any] | None:
         return None
 
 
+@remote_capable("get_version")
 def get_version(ref: str, ws: Workspace | None = None) -> ModelVersion:
     """The version `name@3`, `name@production` (an alias) or `name` (latest) points at."""
     ws = _ws(ws)
@@ -314,6 +330,7 @@ def get_version(ref: str, ws: Workspace | None = None) -> ModelVersion:
     return _version_from_row(row, sorted(a for a, v in aliases.items() if v == version))
 
 
+@remote_capable("load_model")
 def load(ref: str, ws: Workspace | None = None) -> tuple[Any, ModelVersion]:
     """The model object (skops, trusted types only) and its version record."""
     from workbench.models.serialization import load_model
@@ -336,6 +353,7 @@ def versions(name: str, ws: Workspace | None = None) -> list[ModelVersion]:
     return [_version_from_row(r, sorted(a for a, v in aliases.items() if v == r[1])) for r in rows]
 
 
+@remote_capable("list_models")
 @cached_read(deep_copies)  # the Lab sidebar polls it
 def list_models(ws: Workspace | None = None) -> list[dict[str, Any]]:
     """One entry per model: latest version, aliases, description, gates."""
@@ -356,6 +374,7 @@ def list_models(ws: Workspace | None = None) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+@remote_capable("get_model")
 def get_model(name: str, ws: Workspace | None = None) -> dict[str, Any]:
     """A model with all its versions (newest first), aliases and alias history."""
     ws = _ws(ws)
@@ -375,6 +394,7 @@ def get_model(name: str, ws: Workspace | None = None) -> dict[str, Any]:
     return entry
 
 
+@remote_capable("set_gates")
 def set_gates(name: str, gates: dict[str, Any] | None, *, description: str | None = None,
               ws: Workspace | None = None) -> dict[str, Any]:  # fmt: skip
     """Configure the promotion gates of `name` (None removes them); creates the model if needed."""

@@ -16,14 +16,14 @@ or `Depends(moves_alias)`, never a check inside its handler. The dependency
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from workbench.identity import acting_as
-from workbench.server.roles import ROLES, alias_role, allows, refusal
+from workbench.server.roles import EDITOR, ROLES, alias_role, allows, refusal
 from workbench.server.users import User, authenticate
 from workbench.workspace import Workspace
 
@@ -62,12 +62,14 @@ async def _user(request: Request, credentials: HTTPAuthorizationCredentials | No
     return user
 
 
-def _checked(role: str, what: str | Callable[[Request], tuple[str, str]]) -> Callable[..., AsyncIterator[User]]:
+def _checked(
+    role: str, what: str | Callable[[Request], Awaitable[tuple[str, str]]]
+) -> Callable[..., AsyncIterator[User]]:
     async def check(
         request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)
     ) -> AsyncIterator[User]:
         user = await _user(request, credentials)
-        needed, action = what(request) if callable(what) else (role, what)
+        needed, action = (await what(request)) if callable(what) else (role, what)
         if not allows(user.role, needed):
             raise Refused(403, refusal(action, needed, user.role),
                           f"Ask an admin of this server for role {needed}.")  # fmt: skip
@@ -85,12 +87,21 @@ def requires(role: str, what: str) -> Callable[..., AsyncIterator[User]]:
     return _checked(role, what)
 
 
-def _alias_move(request: Request) -> tuple[str, str]:
-    alias = str(request.path_params.get("alias", ""))
+async def _alias_move(request: Request) -> tuple[str, str]:
+    alias = request.path_params.get("alias")
+    if alias is None:  # a promotion: the alias is in the JSON body (one the schema refuses moves nothing)
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        alias = body.get("alias") if isinstance(body, dict) else None
+        if not isinstance(alias, str):
+            return EDITOR, "registering a model version"
     return alias_role(alias, request.app.state.protected_aliases), f"moving alias {alias!r}"
 
 
-#: Moving the alias in the route's path: maintainer for a protected alias, else editor.
+#: Moving the alias in the route's path (or, without one, the body's `alias`): maintainer for a
+#: protected alias, else editor.
 moves_alias = _checked("editor or maintainer (protected aliases)", _alias_move)
 
 

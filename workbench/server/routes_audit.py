@@ -21,10 +21,18 @@ def audit_log(
     action: str | None = Query(None, description="Only this action (e.g. alias.moved)."),
     since: str | None = Query(None, description="Only entries at or after this ISO date or time."),
     limit: str | None = Query(None, description="Only the most recent N entries."),
+    first: str | None = Query(None, description="Only the oldest N entries (instead of `limit`)."),
     ws: Workspace = Depends(workspace),
 ) -> list[dict]:
     """Audit entries, oldest first; every entry written through this server names its user as `actor`."""
-    from workbench.audit import search
+    from workbench.audit import entries, search, search_filters
+    from workbench.errors import ValidationError
 
     count = int_text("limit", limit, 0, 1, MAX_INT) if limit and limit.strip() else None
-    return [e.to_dict() for e in search(model or None, target or None, action or None, since or None, count, ws)]
+    if first is None or not first.strip():
+        return [e.to_dict() for e in search(model or None, target or None, action or None, since or None, count, ws)]
+    if count is not None:
+        raise ValidationError("Give limit or first, not both.")
+    where, moment = search_filters(model or None, target or None, since or None, None)
+    found = entries(where, action or None, moment, int_text("first", first, 0, 0, MAX_INT), ws)
+    return [e.to_dict() for e in found]

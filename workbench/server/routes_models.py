@@ -1,7 +1,10 @@
-"""Models: the list, one model, moving an alias, rolling back, editing gates.
+"""Models: the list, one model, promoting a run's model, moving an alias, rolling back, editing gates.
 
 Who may move an alias depends on the alias (protected: maintainer, else editor), so it is in the
-path, where the auth dependency reads it. Writes are whole library operations, retried when the
+path, or for a promotion (`POST /promotions`, which may name no model: the artifact's name is the
+default) in the body, where the auth dependency reads it. Gates are judged here, against the
+server's catalog; their refusal is a 400 whose `gates` has every verdict, which the client raises
+as the library's `GateRefused`. Writes are whole library operations, retried when the
 catalog reports a conflict with a concurrent write (`retry_conflicts`).
 
 Model servers following an alias from another machine (`workbench serve NAME@alias` with a server
@@ -31,6 +34,7 @@ from workbench.server.schemas import (
     GatesOut,
     ModelVersionOut,
     PredictionChunk,
+    Promotion,
     Rollback,
 )
 from workbench.workspace import Workspace
@@ -62,8 +66,24 @@ def set_alias(name: str, alias: str, body: AliasMove, ws: Workspace = Depends(wo
     from workbench.models.registry import set_alias
 
     validate_name(name, "model name")
-    moved = retry_conflicts(lambda: set_alias(name, alias, body.version, reason=body.reason, ws=ws))
+    moved = retry_conflicts(lambda: set_alias(name, alias, body.version, reason=body.reason, by=body.by, ws=ws))
     return {**moved.to_dict(), "alias": alias}
+
+
+_GATES_REFUSED = {400: {"description": "A bad request, or refused by the model's gates: `gates` has each verdict."}}
+
+
+@router.post("/promotions", dependencies=[Depends(moves_alias)], responses=_GATES_REFUSED)
+def promote(body: Promotion, ws: Workspace = Depends(workspace)) -> JSONResponse:
+    """Register the finished run's model artifact as the next version of the model (the artifact's
+    name by default) and move `alias` to it, as `workbench promote`. The model's gates are checked
+    here: a refusal is 400 with `gates`, every gate's verdict (and is audited); `force` overrides
+    them (audited too). Needs role editor, or maintainer for a protected alias."""
+    from workbench.models.registry import promote
+
+    version = retry_conflicts(lambda: promote(body.run_id, body.model, alias=body.alias, reason=body.reason,
+                                              artifact=body.artifact, force=body.force, ws=ws))  # fmt: skip
+    return reply({**version.to_dict(), "alias": body.alias})
 
 
 @router.post("/models/{name}/aliases/{alias}/rollback", response_model=ModelVersionOut,
@@ -101,6 +121,14 @@ def get_alias(name: str, alias: str, ws: Workspace = Depends(workspace)) -> JSON
     validate_name(name, "model name")
     version = get_version(f"{name}@{validate_name(alias, 'alias')}", ws)
     return reply({**_served(version), "alias": alias})
+
+
+@router.get("/models/{name}/latest", dependencies=[_reading])
+def get_latest(name: str, ws: Workspace = Depends(workspace)) -> JSONResponse:
+    """The newest version of NAME (with the sha256 of its file)."""
+    from workbench.models.registry import get_version
+
+    return reply(_served(get_version(validate_name(name, "model name"), ws)))
 
 
 @router.get("/models/{name}/versions/{version}", dependencies=[_reading])

@@ -35,6 +35,7 @@ class AliasMove(Strict):
 
     version: Version
     reason: Reason = None
+    by: str | None = Field(default=None, max_length=200, description="The automation deciding (e.g. pipeline:NAME).")
 
 
 class Rollback(Strict):
@@ -171,3 +172,28 @@ REFUSALS: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorBody, "description": "The user's role may not do this; the message names the role needed."},
     404: {"model": ErrorBody, "description": "No such object."},
 }
+
+
+class Promotion(Strict):
+    """POST /promotions: register a finished run's model as the next version and move an alias to it
+    (`workbench promote`); the model's gates are checked on the server."""
+
+    run_id: Name
+    model: Name | None = Field(default=None, description="The model's name (default: the artifact's).")
+    artifact: Name | None = Field(default=None, description="Which model artifact, if the run logged several.")
+    alias: Name | None = Field(description="The alias to move, e.g. production (null: register only).")
+    reason: Reason = None
+    force: bool = Field(default=False, strict=True, description="Promote despite failing gates (audited).")
+
+
+class SweepRecord(Strict):
+    """PUT /sweeps/{sweep_id}: a sweep a client runs, recorded before its first run and updated at its end."""
+
+    experiment: Name
+    notebook: str = Field(min_length=1, max_length=4096, description="The notebook's path on the client.")
+    notebook_blob: str | None = Field(default=None, max_length=200, description="The notebook's content (a blob "
+                                      "uploaded first), for resuming.")  # fmt: skip
+    spec: dict[str, Any] = Field(default_factory=dict, description="How it was asked for: grid, random, seed, params, "
+                                 "parallel, executor, and what its runs share (tags, kernel, fast).")  # fmt: skip
+    param_sets: list[dict[str, Any]] = Field(max_length=100_000, description="The parameters of each of its runs.")
+    status: str = Field(pattern=r"^(running|finished|failed|interrupted)$")

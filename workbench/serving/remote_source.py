@@ -3,9 +3,10 @@
 - Loading: the version an alias points at comes from `GET /models/{name}/aliases/{alias}`, its
   record (schema, metadata) from `GET /models/{name}/versions/{version}`, its skops file from
   `.../file`. Files are cached under their sha256 in `$XDG_CACHE_HOME/workbench/models/<sha256>`
-  (folder 0700, files 0600) and checked against it on every load: a cached file that does not match
-  is deleted and downloaded again, a download that does not match (or whose `X-Workbench-Sha256`
-  differs from the record's) is refused. The bytes are then loaded like local ones
+  (`remote.downloads.cached_download`, as every file a team server hands out: folder 0700, files
+  0600) and checked against it on every load: a cached file that does not match is deleted and
+  downloaded again, a download that does not match (or whose `X-Workbench-Sha256` differs from the
+  record's) is refused. The bytes are then loaded like local ones
   (`serialization.load_model`: allow-listed types, never pickle).
 - Following: a thread long-polls the change feed (`GET /changes?action=alias.moved&target=
   model:NAME@ALIAS`); after a move it loads the new version off the request path and the slot
@@ -25,20 +26,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import secrets
 import sys
-import tempfile
 import threading
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from workbench.errors import BlobIntegrityError
 from workbench.models.registry import ModelVersion
 from workbench.names import Ref, parse_ref
 from workbench.remote.client import Client, PermissionDeniedError, RemoteError, RemoteValidationError
@@ -47,7 +44,7 @@ from workbench.remote.sender import complete_size
 from workbench.serving.models import LoadedModel, ModelSlot
 from workbench.serving.predict import Predictor
 from workbench.serving.predlog import predictions_dir
-from workbench.serving.sources import Follower, cache_root
+from workbench.serving.sources import Follower
 from workbench.workspace import Workspace, _write_json_atomic
 
 log = logging.getLogger("workbench.serving")
@@ -60,29 +57,6 @@ SENT_FILE = "sent.json"
 LOG_WINDOW = 64 * 1024  # bytes of a prediction log searched for its last complete line
 
 
-def model_cache_dir() -> Path:
-    """`$XDG_CACHE_HOME/workbench/models`: model files by sha256, private to their owner."""
-    folder = Path(cache_root()) / "models"
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(folder, 0o700)
-    return folder
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _version(info: dict[str, Any]) -> ModelVersion:
-    """A version record as the server spells it (`ModelVersion.to_dict`)."""
-    return ModelVersion(
-        name=info["name"], version=int(info["version"]), run_id=info.get("run_id") or "",
-        artifact=info.get("artifact") or "", blob=info.get("blob") or "", meta=info.get("meta") or {},
-        metrics=info.get("metrics") or {}, params=info.get("params") or {}, inputs=info.get("inputs") or [],
-        created_at=datetime.fromisoformat(info["created_at"]), creator=info.get("creator") or "",
-        reason=info.get("reason"), aliases=list(info.get("aliases") or []),
-    )  # fmt: skip
-
-
 class RemoteSource:
     """Models of the team server `remote` (see the module doc)."""
 
@@ -92,7 +66,6 @@ class RemoteSource:
         self.remote = remote
         self.client = Client(remote, timeout=60.0)
         self.workspace: Workspace = spool_workspace(remote)
-        self.downloads = 0
 
     def describe(self) -> str:
         return self.remote.url
@@ -115,41 +88,17 @@ class RemoteSource:
         from workbench.models.serialization import load_model
 
         info = self._info(parse_ref(ref, "model", allow_alias=True))
-        version = _version(info)
+        version = ModelVersion.from_dict(info)
         data = self.model_file(version, str(info["sha256"]))
         return LoadedModel(version, Predictor(load_model(data, version.meta), version.schema))
 
     def model_file(self, version: ModelVersion, sha256: str) -> bytes:
         """The verified bytes of the version's file: from the cache, else downloaded (and cached)."""
-        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
-            raise BlobIntegrityError(f"The server named an invalid sha256 for {version.ref}: {sha256[:80]!r}.")
-        path = model_cache_dir() / sha256
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            data = None
-        if data is not None:
-            if _sha256(data) == sha256:
-                return data
-            _warn(f"The cached model file {path} of {version.ref} does not match its sha256; downloading it again.")
-            path.unlink(missing_ok=True)
-        response = self.client.request("GET", f"/models/{version.name}/versions/{version.version}/file")
-        data = response.content
-        announced = response.headers.get("x-workbench-sha256", "")
-        if announced != sha256 or _sha256(data) != sha256:
-            raise BlobIntegrityError(f"The model file of {version.ref} downloaded from {self.remote.url} does not "
-                                     f"match its sha256 {sha256}; refused.", "Try again; if it persists, run "
-                                     "'workbench doctor' on the server.")  # fmt: skip
-        self.downloads += 1
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".download-")  # 0600
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return data
+        from workbench.remote.downloads import cached_download
+
+        path = cached_download(self.client, f"/models/{version.name}/versions/{version.version}/file", "models",
+                               sha256, f"model {version.ref}")  # fmt: skip
+        return path.read_bytes()
 
     # -- helpers of a running server
 
@@ -320,4 +269,4 @@ def _client_id(spool: Path) -> str:
     return made
 
 
-__all__ = ["ChangeFollower", "PredictionShipper", "RemoteSource", "model_cache_dir"]
+__all__ = ["ChangeFollower", "PredictionShipper", "RemoteSource"]
