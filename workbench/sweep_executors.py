@@ -128,15 +128,20 @@ def execute_runs(executor: Executor, ws: Workspace, run_ids: list[str], on_progr
 
 
 def execute_tasks(executor: str, scheduler: str | None, parallel: int, tasks: list[Any], ws: Workspace,
-                  on_progress: Progress | None) -> dict[str, str]:  # fmt: skip
+                  on_progress: Progress | None, on_start: Callable[[], None] | None = None,
+                  ) -> dict[str, str]:  # fmt: skip
     """Execute self-contained run tasks (`workbench.remote.tasks`: a sweep against a team server) on a
     local pool or a Dask cluster: how each ended (`{run_id: status}`). A task that raised, or whose
-    worker died, is `killed` (the server may never have heard of its run)."""
+    worker died, is `killed` (the server may never have heard of its run). `on_start` is called once
+    the executor is ready, before the first task is submitted (the sweep is recorded then, so an
+    unreachable scheduler leaves no record behind)."""
     from workbench.remote.tasks import run_task
 
     statuses: dict[str, str] = {}
     total = len(tasks)
     with open_executor(executor, scheduler, parallel, ws) as runner:
+        if on_start is not None:
+            on_start()
         if isinstance(runner, DaskCluster):
             futures = {runner.client.submit(run_task, task, key=f"workbench-run-{task.run_id}", pure=False): task.run_id
                        for task in tasks}  # fmt: skip

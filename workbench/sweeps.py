@@ -8,6 +8,10 @@ This module owns the sweep's lifecycle (validate, record, queue, execute, resume
 sweep makes lives in `workbench.sweep_grid`, the caps it must fit in (checked before anything is
 queued) in `workbench.sweep_limits`, and where runs execute in `workbench.sweep_executors`; their
 public names are re-exported here, where the CLI, widgets and REST forms import them from.
+
+Against a team server, a sweep executes on the client and is recorded on the server by the client
+(`remote.tasks.ServerSweep`); the server keeps the record with `save_sweep` and answers with
+`sweep_info` / `list_sweeps` (`server.routes_sweeps`).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any
 import pandas as pd
 
 from workbench.catalog import transaction
-from workbench.errors import ValidationError
+from workbench.errors import NotFoundError, ValidationError, WorkbenchError
 from workbench.identity import current_user
 from workbench.names import validate_name
 from workbench.runs.ids import new_run_id
@@ -37,7 +41,6 @@ from workbench.sweep_executors import (
     dask_timeout,
     end_unstarted,
     execute_runs,
-    execute_tasks,
     open_executor,
 )
 from workbench.sweep_grid import Distribution, Space, expand, parse_grid_option, sweep_size
@@ -52,7 +55,7 @@ from workbench.sweep_limits import (
     default_parallel,
     sweep_limits,
 )
-from workbench.workspace import Workspace, current_workspace
+from workbench.workspace import Workspace
 
 
 @dataclass
@@ -135,19 +138,19 @@ def sweep(
                 from_text=params_from_text, kernel_name=kernel, **options)
         for combo in combos
     ]  # fmt: skip
+    spec = {"grid": {k: (v if isinstance(v, list) else repr(v)) for k, v in space.items()}, "random": random,
+            "seed": seed, "params": params or {}, "parallel": parallel, "executor": executor}  # fmt: skip
     if place.remote is not None:  # self-contained tasks: workers need no workspace folder
-        from workbench.remote.tasks import RunTask
+        from workbench.remote.tasks import ServerSweep
 
-        sweep_id = new_run_id()
-        tasks = [RunTask(place.remote, new_run_id(), p.notebook.name, p.source, p.params, p.kernel, experiment,
-                         {**clean_tags, "sweep": sweep_id}, sweep_id, parent_run_id, pipeline_run,
-                         bool(options["fast"]), parallel) for p in prepared]  # fmt: skip
-        statuses = execute_tasks(executor, scheduler, parallel, tasks, ws, on_progress)
-        return SweepResult(sweep_id, experiment, [t.run_id for t in tasks], statuses, place)
+        shared = {"tags": clean_tags, "fast": bool(options["fast"]), "parent_run_id": parent_run_id,
+                  "pipeline_run": pipeline_run}  # fmt: skip
+        server_sweep = ServerSweep.new(place.remote, new_run_id(), experiment, prepared, {**spec, **shared})
+        statuses = server_sweep.execute(executor, scheduler, parallel, [(p.params, parent_run_id) for p in prepared],
+                                        ws, on_progress)  # fmt: skip
+        return SweepResult(server_sweep.sweep_id, experiment, list(statuses), statuses, place)
     with open_executor(executor, scheduler, parallel, ws) as runner:  # connects before anything is recorded
         sweep_id = new_run_id()
-        spec = {"grid": {k: (v if isinstance(v, list) else repr(v)) for k, v in space.items()}, "random": random,
-                "seed": seed, "params": params or {}, "parallel": parallel, "executor": executor}  # fmt: skip
         with transaction(ws) as con:
             con.execute(
                 "INSERT INTO sweeps VALUES (?, ?, ?, ?, now(), ?)",
@@ -175,14 +178,23 @@ def resume(
     killed are ended as `killed` (if not already) and executed again as new runs of the same
     sweep, each linked to the run it replaces (`parent_run_id`). Runs still running elsewhere
     are left alone.
+
+    Against a team server (`ws` not given, a server configured) the server says which parameter
+    sets of the sweep have a finished run; every other one (failed, killed, or never started) runs
+    again here, from the notebook content the server keeps, linked to the run it replaces.
     """
     from workbench.catalog import connect
+    from workbench.remote.runs import run_place
     from workbench.runs.ids import check_run_id
     from workbench.runs.ingest import index_runs
 
-    ws = ws or current_workspace()
     check_run_id(sweep_id)
     check_executor(executor, scheduler)
+    if ws is None:
+        place = run_place()  # the workspace, or a team server's spool (asked first whether we may log runs)
+        if place.remote is not None:
+            return _resume_on_server(place, sweep_id, parallel, executor, scheduler, on_progress)
+        ws = place.ws
     index_runs(ws)
     with connect(ws) as con:
         row = con.execute("SELECT experiment, spec FROM sweeps WHERE sweep_id = ?", [sweep_id]).fetchone()
@@ -192,9 +204,7 @@ def resume(
     if row is None:
         raise ValidationError(f"No sweep {sweep_id}.", "Sweep ids are printed by 'workbench sweep' (and tag runs).")
     experiment, spec = row[0], json.loads(row[1])
-    if parallel is None:  # the sweep's own choice, within today's cap
-        parallel = min(int(spec.get("parallel") or default_parallel()), sweep_limits(ws).max_parallel)
-    parallel = check_parallel(parallel, ws)  # before re-queueing anything
+    parallel = _resume_parallel(parallel, spec, ws)  # before re-queueing anything
     superseded = {r for (r,) in _superseded(ws, [r for r, _ in runs])}
     redo = [run_id for run_id, status in runs if status in ("queued", "killed") and run_id not in superseded]
     keep = [run_id for run_id, status in runs if run_id not in redo and run_id not in superseded]
@@ -205,6 +215,146 @@ def resume(
         new_ids = _requeue(ws, sweep_id, experiment, redo)
         statuses.update(execute_runs(runner, ws, new_ids, on_progress))
     return SweepResult(sweep_id, experiment, keep + new_ids, statuses)
+
+
+# ------------------------------------------------------------------------------------------------
+# Sweep records as a team server keeps them for its clients (`server.routes_sweeps`): a client's sweep
+# executes on the client (or its Dask workers), so the server learns of it from the client, which
+# creates the record before the runs start and updates its status at the end. The parameter sets,
+# the notebook's blob and the status live in the record's `spec` (the table's free-form part).
+
+SWEEP_STATUSES = ("running", "finished", "failed", "interrupted")
+#: What a server's record keeps in `spec` besides how the sweep was asked for.
+_RECORD_KEYS = ("param_sets", "status", "notebook_blob")
+
+
+class NotYourSweepError(WorkbenchError):
+    """Updating a sweep another user created (needs maintainer)."""
+
+
+def save_sweep(ws: Workspace, sweep_id: str, experiment: str, notebook: str, spec: dict[str, Any],
+               param_sets: list[dict[str, Any]], status: str, notebook_blob: str | None = None,
+               may_edit_others: bool = False) -> dict[str, Any]:  # fmt: skip
+    """Create sweep `sweep_id`, or update its status: the same call again changes nothing (client retries).
+
+    The creator is the acting user (the token's, on a server); only they (or, with `may_edit_others`,
+    a maintainer) may update it, and an update must describe the same sweep. Creation and every change
+    of status are in the audit log. Returns the record as `sweep_info` answers it."""
+    from workbench import audit
+    from workbench.runs.ids import check_run_id
+
+    check_run_id(sweep_id)
+    validate_name(experiment, "experiment name")
+    if status not in SWEEP_STATUSES:
+        raise ValidationError(f"Unknown sweep status {status!r}.", f"Use one of: {', '.join(SWEEP_STATUSES)}.")
+    stored = {**spec, "param_sets": param_sets, "status": status, "notebook_blob": notebook_blob}
+    user, target = current_user(), f"sweep:{sweep_id}"
+    with transaction(ws) as con:
+        row = con.execute("SELECT experiment, notebook, spec, creator FROM sweeps WHERE sweep_id = ?",
+                          [sweep_id]).fetchone()  # fmt: skip
+        if row is None:
+            con.execute("INSERT INTO sweeps VALUES (?, ?, ?, ?, now(), ?)",
+                        [sweep_id, experiment, notebook, json.dumps(stored, default=str), user])  # fmt: skip
+            audit.record(con, "sweep.started", target, {"experiment": experiment, "notebook": notebook,
+                                                        "runs": len(param_sets), "status": status})  # fmt: skip
+        else:
+            before = json.loads(row[2])
+            if row[3] != user and not may_edit_others:
+                raise NotYourSweepError(f"Sweep {sweep_id} was started by {row[3]}; only they or a maintainer "
+                                        "may update it.", "Start a sweep of your own.")  # fmt: skip
+            same = (row[0], row[1], before.get("param_sets")) == (experiment, notebook, stored["param_sets"])
+            if not same:
+                raise ValidationError(f"Sweep {sweep_id} exists with another experiment, notebook or parameter "
+                                      "sets.", "A sweep id names one sweep: start a new sweep.")  # fmt: skip
+            if before.get("status") != status:
+                con.execute("UPDATE sweeps SET spec = ? WHERE sweep_id = ?",
+                            [json.dumps({**before, "status": status}, default=str), sweep_id])  # fmt: skip
+                audit.record(con, f"sweep.{status}", target, {"previous": before.get("status")})
+    return sweep_info(sweep_id, ws)
+
+
+def list_sweeps(ws: Workspace, limit: int = 500) -> list[dict[str, Any]]:
+    """The newest sweeps first, each with how many of its runs ended how (`counts`, from the runs
+    the catalog has) and, for a sweep a client recorded, its status and number of parameter sets."""
+    from workbench.catalog import connect
+    from workbench.runs.ingest import index_runs
+
+    index_runs(ws)
+    with connect(ws) as con:
+        rows = con.execute("SELECT sweep_id, experiment, notebook, spec, created_at, creator FROM sweeps "
+                           "ORDER BY created_at DESC LIMIT ?", [limit]).fetchall()  # fmt: skip
+        counted = con.execute("SELECT sweep_id, status, count(*) FROM runs WHERE sweep_id IN "
+                              "(SELECT sweep_id FROM sweeps ORDER BY created_at DESC LIMIT ?) GROUP BY 1, 2",
+                              [limit]).fetchall()  # fmt: skip
+    counts: dict[str, dict[str, int]] = {}
+    for sweep_id, status, n in counted:
+        counts.setdefault(sweep_id, {})[status] = n
+    return [_sweep_row(row, counts.get(row[0], {})) for row in rows]
+
+
+def sweep_info(sweep_id: str, ws: Workspace) -> dict[str, Any]:
+    """One sweep as `list_sweeps` describes it, plus its spec, parameter sets and runs (each with its
+    id, status, params and the run it replaced, oldest first)."""
+    from workbench.catalog import connect
+    from workbench.runs.ids import check_run_id
+    from workbench.runs.ingest import index_runs
+
+    check_run_id(sweep_id)
+    index_runs(ws)
+    with connect(ws) as con:
+        row = con.execute("SELECT sweep_id, experiment, notebook, spec, created_at, creator FROM sweeps "
+                          "WHERE sweep_id = ?", [sweep_id]).fetchone()  # fmt: skip
+        runs = con.execute("SELECT run_id, status, parent_run_id, created_at FROM runs WHERE sweep_id = ? "
+                           "ORDER BY created_at, run_id", [sweep_id]).fetchall()  # fmt: skip
+        params = con.execute("SELECT p.run_id, p.key, p.value FROM run_params p JOIN runs r USING (run_id) "
+                             "WHERE r.sweep_id = ?", [sweep_id]).fetchall()  # fmt: skip
+    if row is None:
+        raise NotFoundError(f"No sweep {sweep_id}.", "Sweep ids are printed by 'workbench sweep' (and tag runs).")
+    by_run: dict[str, dict[str, Any]] = {}
+    for run_id, key, value in params:
+        by_run.setdefault(run_id, {})[key] = json.loads(value) if isinstance(value, str) else value
+    counts: dict[str, int] = {}
+    for _run_id, status, _parent, _at in runs:
+        counts[status] = counts.get(status, 0) + 1
+    info = _sweep_row(row, counts)
+    spec = json.loads(row[3])
+    info.update(spec={k: v for k, v in spec.items() if k not in _RECORD_KEYS}, param_sets=spec.get("param_sets"),
+                notebook_blob=spec.get("notebook_blob"),
+                runs=[{"run_id": run_id, "status": status, "parent_run_id": parent, "created_at": at,
+                       "params": by_run.get(run_id, {})} for run_id, status, parent, at in runs])  # fmt: skip
+    return info
+
+
+def _sweep_row(row: tuple[Any, ...], counts: dict[str, int]) -> dict[str, Any]:
+    sweep_id, experiment, notebook, spec, created_at, creator = row
+    spec = json.loads(spec)
+    param_sets = spec.get("param_sets")
+    return {"sweep_id": sweep_id, "experiment": experiment, "notebook": notebook, "created_at": created_at,
+            "creator": creator, "status": spec.get("status"), "executor": spec.get("executor"),
+            "total": len(param_sets) if param_sets is not None else sum(counts.values()), "counts": counts}  # fmt: skip
+
+
+def _resume_parallel(parallel: int | None, spec: dict[str, Any], ws: Workspace) -> int:
+    """Runs at a time for a resumed sweep: `parallel`, else the sweep's own choice within today's cap."""
+    if parallel is None:
+        parallel = min(int(spec.get("parallel") or default_parallel()), sweep_limits(ws).max_parallel)
+    return check_parallel(parallel, ws)
+
+
+def _resume_on_server(place: Any, sweep_id: str, parallel: int | None, executor: str, scheduler: str | None,
+                      on_progress: Callable[[dict[str, int]], None] | None) -> SweepResult:  # fmt: skip
+    """`resume` of a sweep recorded on a team server (`place`: its spool): see `resume`."""
+    from workbench.remote.tasks import ServerSweep
+
+    server_sweep, info = ServerSweep.recorded(place.remote, sweep_id)
+    parallel = _resume_parallel(parallel, server_sweep.spec, place.ws)
+    finished, todo = server_sweep.unfinished(info)
+    statuses = dict.fromkeys(finished, "finished")
+    if todo:
+        statuses.update(server_sweep.execute(executor, scheduler, parallel, todo, place.ws, on_progress))
+    elif info.get("status") != "finished":  # its runs all finished, but its coordinator did not say so
+        server_sweep.record("finished")
+    return SweepResult(sweep_id, server_sweep.experiment, list(statuses), statuses, place)
 
 
 def _requeue(ws: Workspace, sweep_id: str, experiment: str, redo: list[str]) -> list[str]:
@@ -250,6 +400,7 @@ __all__ = [
     "check_executor",
     "check_parallel",
     "check_sweep_size",
+    "list_sweeps",
     "connect_dask",
     "dask_timeout",
     "default_parallel",
@@ -257,7 +408,9 @@ __all__ = [
     "expand",
     "parse_grid_option",
     "resume",
+    "save_sweep",
     "sweep",
+    "sweep_info",
     "sweep_limits",
     "sweep_size",
 ]

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sys
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from workbench.cli.app import JsonOption, app, console, err_console, print_json
+
+if TYPE_CHECKING:
+    from workbench.remote.sender import SpoolCleaning
 
 CONNECT_HINT = "Log in with 'workbench login URL', or set WORKBENCH_URL and WORKBENCH_TOKEN."
 
@@ -74,25 +77,46 @@ def whoami_cmd(as_json: bool = JsonOption) -> None:
 @app.command("sync")
 def sync_cmd(
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for the server to have everything."),
+    clean: bool = typer.Option(False, "--clean", help="Then remove every synced run nothing writes to any more."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Send the runs left in the local spool to the team server, and show where each stands."""
+    """Send the runs left in the local spool to the team server, and show where each stands.
+
+    Synced runs are removed from the spool automatically $WORKBENCH_SPOOL_KEEP_HOURS (24) hours after
+    their last event; --clean removes them now and says what it freed."""
     from workbench.cli.tables import print_table
     from workbench.errors import WorkbenchError
     from workbench.remote.config import resolve
-    from workbench.remote.sender import sender_for, sync_state
+    from workbench.remote.sender import clean_spool, sender_for, spool_workspace, sync_state
 
     remote = resolve()
     if remote is None:
         raise WorkbenchError("Not connected to a team server: nothing to sync.", CONNECT_HINT)
     done = sender_for(remote).flush(timeout)
+    cleaning = clean_spool(spool_workspace(remote)) if clean else None
     states = sync_state()
     if as_json:
-        print_json(states)
+        print_json({"runs": states, "cleaned": cleaning.to_dict()} if cleaning else states)
     else:
         print_table(f"Runs spooled for {remote.url}", ["run", "state", "sent", "bytes", "error"],
                     [(s["run_id"], s["state"], f"{s['sent_bytes']:,}", f"{s['bytes']:,}", s["error"] or "")
                      for s in states])  # fmt: skip
+        if cleaning:
+            console.print(_cleaned_text(cleaning), highlight=False, soft_wrap=True)
     if not done:
         raise WorkbenchError(f"The server {remote.url} does not have everything yet.",
                              "Run 'workbench sync' again later: the spool keeps what is left.")  # fmt: skip
+
+
+def _cleaned_text(cleaning: SpoolCleaning) -> str:
+    """`Removed 2 synced runs and 1 blob from SPOOL (1.2 MB freed); kept 1 run (1 active).`"""
+    from workbench.cli.snapshot_cmds import _human_bytes
+
+    runs, blobs = len(cleaning.removed), cleaning.blobs
+    text = (f"Removed {runs} synced run{'s' * (runs != 1)} and {blobs} blob{'s' * (blobs != 1)} from "
+            f"{cleaning.spool} ({_human_bytes(cleaning.freed_bytes)} freed)")  # fmt: skip
+    kept = sum(cleaning.kept.values())
+    if kept:
+        why = ", ".join(f"{count} {reason}" for reason, count in sorted(cleaning.kept.items()))
+        text += f"; kept {kept} run{'s' * (kept != 1)} ({why})"
+    return text + "."

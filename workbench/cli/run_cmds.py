@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import typer
 
-from workbench.cli.app import JsonOption, app, console, err_console, fail, print_json, workspace
+from workbench.cli.app import JsonOption, app, console, err_console, fail, print_json, workspace, workspace_or_server
 from workbench.cli.tables import is_terminal, print_table, ranked
 from workbench.runs.store import Run
 
@@ -128,7 +128,6 @@ def sweep_cmd(
     from workbench.runs.params import notebook_parameters
     from workbench.sweeps import parse_grid_option, sweep
 
-    ws = workspace() if resume else None  # a new sweep: the workspace, or a team server (`run_place`)
     if (notebook is None) == (resume is None):
         fail("Give a NOTEBOOK to sweep, or --resume SWEEP_ID.", "E.g. workbench sweep train.ipynb --grid lr=0.1,1")
     space = {}
@@ -152,15 +151,15 @@ def sweep_cmd(
             from workbench.sweeps import resume as resume_sweep
 
             result = resume_sweep(resume, parallel=parallel, executor=executor, scheduler=scheduler,
-                                  on_progress=on_progress, ws=ws)  # fmt: skip
+                                  on_progress=on_progress, ws=workspace_or_server())  # fmt: skip
         else:
             result = sweep(
                 notebook, space, random=random, seed=seed, params=collect_params(param, params_file),
                 parallel=parallel, experiment=experiment, tags=split_pairs(tag, "--tag"), executor=executor,
                 scheduler=scheduler, allow_new_params=allow_new_params, params_from_text=True, kernel=kernel,
-                fast=fast, on_progress=on_progress, ws=ws,
+                fast=fast, on_progress=on_progress, ws=workspace_or_server(),
             )  # fmt: skip
-    table = result.table(metric, ascending=not maximize, ws=ws)
+    table = result.table(metric, ascending=not maximize, ws=workspace_or_server())
     if as_json:
         print_json({"sweep_id": result.sweep_id, "experiment": result.experiment,
                     "runs": table.to_dict(orient="records")})  # fmt: skip
@@ -194,14 +193,14 @@ def rerun_cmd(
     background: bool = typer.Option(False, "--background", help="Return at once; the rerun continues alone."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Execute RUN_ID again: same notebook content, parameters and snapshot versions."""
+    """Execute RUN_ID again: same notebook content, parameters and snapshot versions (with a team
+    server configured: the server's run, rerun here and logged there as a new run)."""
     from workbench.runs.launch import rerun
 
-    ws = workspace()
     with warnings.catch_warnings():
         warnings.showwarning = _warn_to_console()
         with console.status(f"Re-running {run_id} ...", spinner="dots"):
-            result = rerun(run_id, experiment=experiment, background=background, ws=ws)
+            result = rerun(run_id, experiment=experiment, background=background, ws=workspace_or_server())
     if as_json:
         print_json(result.to_dict())
     else:

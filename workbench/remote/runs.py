@@ -61,12 +61,7 @@ class SpooledRunRecord(RunRecord):
     def kernel_env(self) -> dict[str, str]:
         """The server's URL and token, so `wb.load_snapshot` and the other reads in the notebook go to
         the server this run is recorded on (`remote.dispatch`), wherever the kernel runs."""
-        from workbench.remote.config import ENV_CA_BUNDLE, ENV_TOKEN, ENV_URL
-
-        env = {ENV_URL: self.remote.url, ENV_TOKEN: self.remote.token}
-        if isinstance(self.remote.verify, str):
-            env[ENV_CA_BUNDLE] = self.remote.verify
-        return env
+        return remote_env(self.remote)
 
     def sync(self) -> None:
         self.writer.flush()
@@ -81,6 +76,16 @@ class SpooledRunRecord(RunRecord):
                   f"({state['sent_bytes']:,} of {state['bytes']:,} bytes sent); its events stay in {state['spool']} "
                   "and are sent by the next process logging to this server, or by 'workbench sync'.",
                   file=sys.stderr)  # fmt: skip
+
+
+def remote_env(remote: Remote) -> dict[str, str]:
+    """The environment variables that make a child process (a kernel, a background worker) use `remote`."""
+    from workbench.remote.config import ENV_CA_BUNDLE, ENV_TOKEN, ENV_URL
+
+    env = {ENV_URL: remote.url, ENV_TOKEN: remote.token}
+    if isinstance(remote.verify, str):
+        env[ENV_CA_BUNDLE] = remote.verify
+    return env
 
 
 def _probe(remote: Remote, run_id: str) -> None:

@@ -13,11 +13,12 @@ from __future__ import annotations
 from workbench.remote.client import Client
 from workbench.remote.config import Remote
 from workbench.remote.store_models import ModelsStore
+from workbench.remote.store_monitor import MonitorStore
 from workbench.remote.store_runs import RunsStore
 from workbench.remote.store_snapshots import SnapshotsStore
 
 
-class RemoteStore(RunsStore, SnapshotsStore, ModelsStore):
+class RemoteStore(RunsStore, SnapshotsStore, ModelsStore, MonitorStore):
     """The workspace on the team server `remote`, as the library's functions see it."""
 
     def __init__(self, remote: Remote) -> None:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from workbench import blobs
 from workbench.errors import NotFoundError, ValidationError
@@ -26,6 +26,10 @@ from workbench.runs.lifecycle import given_params
 from workbench.runs.runner import CANCEL_FILE, execute, prepare, queue
 from workbench.runs.store import Run, get_run
 from workbench.workspace import Workspace, current_workspace
+
+if TYPE_CHECKING:
+    from workbench.remote.config import Remote
+    from workbench.remote.runs import RunPlace
 
 
 class ReproducibilityWarning(UserWarning):
@@ -89,13 +93,21 @@ def fast_options(ws: Workspace, fast: bool | None) -> dict[str, Any]:
     return {"fast": bool(enabled), "extra_preload": list(ws.setting("preload", []) or [])}
 
 
-def start_background(ws: Workspace, run_id: str) -> int:
-    """Execute a queued run in a detached worker process; returns its pid."""
+def start_background(ws: Workspace, run_id: str, remote: Remote | None = None) -> int:
+    """Execute a queued run in a detached worker process; returns its pid.
+
+    A run queued in the spool of the team server `remote` is executed by `workbench.remote.tasks`,
+    which logs it to that server (its URL and token in the worker's environment, never in its argv)."""
+    module, env = "workbench.runs.worker", None
+    if remote is not None:
+        from workbench.remote.runs import remote_env
+
+        module, env = "workbench.remote.tasks", {**os.environ, **remote_env(remote)}
     folder = run_dir(ws, run_id)
     with open(folder / "worker.log", "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "workbench.runs.worker", str(ws.root), run_id],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+            [sys.executable, "-m", module, str(ws.root), run_id],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, env=env,
         )  # fmt: skip
     return proc.pid
 
@@ -118,25 +130,61 @@ def rerun(run_id: str, *, experiment: str | None = None, background: bool = Fals
     nothing to pin: rerunning it would silently use the latest data, and is refused instead. When
     the notebook file, the code commit or the installed packages differ from the original's, a
     `ReproducibilityWarning` says how.
+
+    With a team server configured (and no `ws` given) the original is the server's (its notebook
+    content downloaded and verified, its parameters and snapshot versions as the server recorded
+    them, wherever it ran); the rerun executes here and is logged to the server as a new run.
     """
-    ws = ws or current_workspace()
-    original = get_run(run_id, ws)
+    from workbench.remote.runs import run_place
+
+    place = run_place(ws)  # the workspace, or a team server's spool (asked first whether we may log runs)
+    ws = place.ws
+    original = get_run(run_id, ws if place.remote is None else None)  # a server's run: `get_run` asks it
     check_reproducible(original)
-    source = blobs.read_verified(ws, original.notebook_blob or "", what=f"notebook content of run {run_id}")
     for message in reproducibility_differences(original):
         warnings.warn(message, ReproducibilityWarning, stacklevel=2)
     prepared = prepare(
-        original.notebook or "notebook.ipynb", rerun_params(original, ws), allow_new_params=True,
-        kernel_name=original.kernel, source=source, **fast_options(ws, None),
+        original.notebook or "notebook.ipynb", _rerun_given(original, place), allow_new_params=True,
+        kernel_name=original.kernel, source=_stored_notebook(original, place), **fast_options(ws, None),
     )  # fmt: skip
     pins = {name: int(version) for name, version in (ref.split("@") for ref in original.inputs)}
     record = queue(ws, prepared, experiment=experiment or original.experiment, tags=rerun_tags(original),
                    parent_run_id=original.run_id, pins=pins)  # fmt: skip
     if background:
-        start_background(ws, record.run_id)  # the worker reads the pins from the run's request file
-    else:
-        execute(ws, prepared, record, pins=pins)
-    return get_run(record.run_id, ws)
+        start_background(ws, record.run_id, place.remote)  # the worker reads the pins from the run's request file
+        return get_run(record.run_id, ws) if place.remote is None else _queued_on_server(ws, record.run_id)
+    execute(ws, prepared, place.adopt(record), pins=pins)
+    return place.get_run(record.run_id)
+
+
+def _stored_notebook(original: Run, place: RunPlace) -> bytes:
+    """The notebook content `original` executed, checked against its hash (a server's: downloaded once)."""
+    what = f"notebook content of run {original.run_id}"
+    if place.remote is None:
+        return blobs.read_verified(place.ws, original.notebook_blob or "", what=what)
+    from workbench.remote.tasks import server_blob
+
+    return server_blob(place.remote, original.notebook_blob or "", what).read_bytes()
+
+
+def _rerun_given(original: Run, place: RunPlace) -> dict[str, Any]:
+    """`rerun_params`, for a run of the workspace or of the server."""
+    if place.remote is None:
+        return rerun_params(original, place.ws)
+    from workbench.remote.tasks import given_params
+
+    given = given_params(place.remote, original.run_id)
+    return dict(original.params) if given is None else given
+
+
+def _queued_on_server(spool: Workspace, run_id: str) -> Run:
+    """A rerun just handed to its background worker, as the spool has it: queued (the server learns of
+    it from the worker's sender)."""
+    from dataclasses import replace
+
+    from workbench.remote.runs import spooled_run
+
+    return replace(spooled_run(spool, run_id), status="queued")
 
 
 def rerun_params(original: Run, ws: Workspace) -> dict[str, Any]:

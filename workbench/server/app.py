@@ -21,8 +21,10 @@ from workbench.server import (
     routes_backup,
     routes_changes,
     routes_models,
+    routes_monitor,
     routes_runs,
     routes_snapshots,
+    routes_sweeps,
     routes_users,
 )
 from workbench.server.auth import requires, role_of
@@ -32,7 +34,8 @@ from workbench.server.schemas import Health
 from workbench.workspace import Workspace
 
 API_PREFIX = "/api/v1"
-ROUTERS = (routes_runs, routes_snapshots, routes_models, routes_audit, routes_changes, routes_users, routes_backup)
+ROUTERS = (routes_runs, routes_snapshots, routes_models, routes_monitor, routes_audit, routes_changes, routes_users,
+           routes_backup, routes_sweeps)  # fmt: skip
 
 
 def _docs_router(app: FastAPI) -> APIRouter:

@@ -6,6 +6,10 @@ index over ten quantile bins of the reference, and the two-sample Kolmogorov-Smi
 and p-value; per categorical column: PSI over categories. The prediction distribution is
 compared the same way (live predictions vs the model's predictions on the reference). A column
 is flagged when its PSI exceeds the threshold (0.2 is the usual "significant shift").
+
+With a team server configured (and no `ws`), the report is computed by the server
+(`GET /api/v1/models/{name}/monitor`), which has the prediction logs every remote model server
+ships to it, and comes back as the same `DriftReport` (`DriftReport.from_dict`).
 """
 
 from __future__ import annotations
@@ -18,11 +22,15 @@ import pandas as pd
 
 from workbench.errors import ValidationError
 from workbench.models.registry import ModelVersion, get_version, load
+from workbench.remote.dispatch import remote_capable
 from workbench.serving.predlog import predictions_dir
 from workbench.snapshots.store import load as load_snapshot
 from workbench.workspace import Workspace, current_workspace
 
 DEFAULT_THRESHOLD = 0.2
+#: The columns of `DriftReport.table`, in order, with their dtypes.
+TABLE_DTYPES = {"column": object, "kind": object, "psi": float, "ks": float, "p_value": float,
+                "reference_mean": float, "live_mean": float, "drift": bool}  # fmt: skip
 _EPSILON = 1e-4
 
 
@@ -62,6 +70,13 @@ class DriftReport:
     @property
     def drifted(self) -> list[str]:
         return self.table.loc[self.table["drift"], "column"].tolist()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DriftReport:
+        """The report `to_dict` describes (a team server's answer), with the same table: columns, order, dtypes."""
+        table = pd.DataFrame(data["columns"], columns=list(TABLE_DTYPES)).astype(TABLE_DTYPES)
+        return cls(data["model"], data["version"], data["reference"], int(data["live_rows"]),
+                   float(data["threshold"]), table)  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "version": self.version, "reference": self.reference, "live_rows": self.live_rows,
@@ -107,12 +122,25 @@ def live_predictions(ws: Workspace, model: str, version: int | None = None, sinc
     if version is not None:
         frame = frame[frame["version"] == version]
     if since is not None:
-        frame = frame[frame["at"] >= pd.Timestamp(since, tz="UTC")]
+        frame = frame[frame["at"] >= _timestamp(since)]
     inputs = pd.json_normalize(frame["input"].tolist()) if len(frame) else pd.DataFrame()
     inputs.index = frame.index
     return pd.concat([inputs, frame[["prediction", "version", "at"]]], axis=1)
 
 
+def _timestamp(since: str) -> pd.Timestamp:
+    """`since` as a UTC timestamp (naive times are UTC), else a ValidationError naming it."""
+    try:
+        stamp = pd.Timestamp(since)
+    except ValueError:
+        stamp = pd.NaT
+    if pd.isna(stamp):
+        raise ValidationError(f"Invalid time {since!r} for --since.", "Give an ISO time, e.g. 2026-01-31 or "
+                              "2026-01-31T12:00:00+00:00.")  # fmt: skip
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+@remote_capable("drift_report")
 def drift_report(
     ref: str, *, since: str | None = None, threshold: float = DEFAULT_THRESHOLD, ws: Workspace | None = None
 ) -> DriftReport:
