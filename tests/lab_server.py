@@ -124,7 +124,7 @@ def running_lab(root: Path, scratch: Path, extension: Path, timeout: float = 30)
         deadline = time.monotonic() + timeout
         while True:
             try:
-                with urllib.request.urlopen(f"{base}/workbench/api/snapshots?token={TOKEN}", timeout=2) as answer:
+                with urllib.request.urlopen(f"{base}/workbench/api/status?token={TOKEN}", timeout=2) as answer:
                     if answer.status == 200:
                         break
             except OSError:

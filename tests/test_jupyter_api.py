@@ -380,6 +380,7 @@ async def test_serving_lists_the_model_servers_running_on_this_machine(jp_fetch,
 # Authentication
 
 ROUTES = [
+    ("GET", "status"),
     ("GET", "snapshots"),
     ("GET", "snapshots/diff?a=x@1&b=x@2"),
     ("GET", "snapshots/x@1"),

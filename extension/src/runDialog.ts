@@ -264,14 +264,17 @@ async function submit(path: string, request: IRunRequest): Promise<void> {
     Notification.success(`Sweep started: ${started.runs} runs of ${path}.`, { autoClose: 4000 });
     return;
   }
-  const run = await postAPI<IRunRow>('runs', {
+  // 201: the queued run; 202 from a lab on a team server, whose runs execute in the lab's process
+  // and are listed once the server has their first events.
+  const run = await postAPI<Partial<IRunRow> & { server?: string }>('runs', {
     notebook: path,
     params: request.params,
     experiment: request.experiment || null
   });
-  Notification.success(`Run ${run.run_id} queued in experiment ${run.experiment}.`, {
-    autoClose: 4000
-  });
+  const started = run.run_id
+    ? `Run ${run.run_id} queued in experiment ${run.experiment}.`
+    : `Run of ${path} started; it is logged to the team server ${run.server}.`;
+  Notification.success(started, { autoClose: 4000 });
 }
 
 /** Ask for parameters and start a run or a sweep of the notebook at `path` (server-relative). */

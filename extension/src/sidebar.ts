@@ -9,6 +9,7 @@
 import { Widget } from '@lumino/widgets';
 
 import { workbenchIcon } from './icons';
+import { ConnectionLine } from './sidebarConnection';
 import { ModelsSection, promoteRun } from './sidebarModels';
 import { RunsSection } from './sidebarRuns';
 import { PRODUCTION, SidebarSection } from './sidebarSection';
@@ -47,12 +48,15 @@ export class WorkbenchSidebar extends Widget {
     this.models = new ModelsSection(
       new SidebarSection('models', 'Models', () => void this.loadModels(), layoutChanged)
     );
+    this.node.appendChild(this.connection.node);
     for (const part of [this.snapshots, this.runs, this.models]) {
       this.node.appendChild(part.section.node);
     }
     this.updateLayoutClasses();
   }
 
+  /** Which team server and user the lab works as (hidden for a workspace folder). */
+  private connection = new ConnectionLine();
   private snapshots: SnapshotsSection;
   private runs: RunsSection;
   private models: ModelsSection;
@@ -90,12 +94,18 @@ export class WorkbenchSidebar extends Widget {
     this.ticks += 1;
     await this.loadRuns(false);
     if (this.ticks % SLOW_EVERY === 0) {
-      await Promise.all([this.loadSnapshots(), this.loadModels(), this.loadExperiments()]);
+      await Promise.all([this.connection.load(), this.loadSnapshots(), this.loadModels(), this.loadExperiments()]);
     }
   }
 
   async refreshAll(): Promise<void> {
-    await Promise.all([this.loadSnapshots(), this.loadExperiments(), this.loadRuns(true), this.loadModels()]);
+    await Promise.all([
+      this.connection.load(),
+      this.loadSnapshots(),
+      this.loadExperiments(),
+      this.loadRuns(true),
+      this.loadModels()
+    ]);
   }
 
   loadSnapshots(): Promise<void> {

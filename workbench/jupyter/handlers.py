@@ -11,13 +11,15 @@ a traceback in the log.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from pathlib import Path
 from typing import Any
 
+import tornado.web
 from jupyter_server.utils import url_path_join
 
-from workbench.jupyter.base import API_PREFIX, WorkbenchHandler, WorkspaceHolder
+from workbench.jupyter.base import API_PREFIX, WorkbenchHandler, WorkspaceHolder, guarded, team_server
 from workbench.jupyter.model_handlers import (
     ModelHandler,
     ModelsHandler,
@@ -41,9 +43,41 @@ from workbench.jupyter.run_handlers import (
 from workbench.jupyter.snapshot_handlers import SnapshotDiffHandler, SnapshotHandler, SnapshotsHandler
 
 # --------------------------------------------------------------------------------------------
+# Where this lab reads and writes
+
+
+class StatusHandler(WorkbenchHandler):
+    """GET status: what the lab works on, for the sidebar's header. With a team server
+    `{"server": {url, source, user, role, error}, "workspace": null}` (`error`: why the server did not
+    say who the token is, e.g. it refused it), else `{"server": null, "workspace": <folder>}`. Never
+    creates the workspace folder."""
+
+    @tornado.web.authenticated
+    @guarded
+    async def get(self) -> None:
+        self.reply(await asyncio.to_thread(self.where))
+
+    def where(self) -> dict[str, Any]:
+        from workbench.remote.client import RemoteError
+        from workbench.remote.dispatch import store_for
+
+        remote = team_server()
+        if remote is None:
+            return {"server": None, "workspace": str(self.holder.home())}
+        server: dict[str, Any] = {"url": remote.url, "source": remote.source, "user": None, "role": None, "error": None}
+        try:
+            me = store_for(remote).client.me()
+            server.update(user=me.get("name"), role=me.get("role"))
+        except RemoteError as exc:
+            server["error"] = str(exc)
+        return {"server": server, "workspace": None}
+
+
+# --------------------------------------------------------------------------------------------
 # Routes
 
 ROUTES: list[tuple[str, type[WorkbenchHandler]]] = [
+    (r"status", StatusHandler),
     (r"snapshots", SnapshotsHandler),
     (r"snapshots/diff", SnapshotDiffHandler),
     (r"snapshots/(?P<ref>[^/]+)", SnapshotHandler),
@@ -93,4 +127,18 @@ def setup_handlers(serverapp: Any) -> None:
     ]
     web_app.add_handlers(".*$", handlers)
     threading.Thread(target=_warm_up, name="workbench-warm-up", daemon=True).start()
-    serverapp.log.info("Workbench REST API at %s (workspace %s)", url_path_join(base_url, API_PREFIX), holder.home())
+    remote = _configured_server(serverapp)
+    where = f"team server {remote.url} ({remote.source})" if remote is not None else f"workspace {holder.home()}"
+    serverapp.log.info("Workbench REST API at %s (%s)", url_path_join(base_url, API_PREFIX), where)
+
+
+def _configured_server(serverapp: Any) -> Any:
+    """The team server the lab starts with, for its log line (a misconfiguration is logged, and each
+    request answers it as a 400)."""
+    from workbench.errors import WorkbenchError
+
+    try:
+        return team_server()
+    except WorkbenchError as exc:
+        serverapp.log.warning("Workbench: %s", exc)
+        return None

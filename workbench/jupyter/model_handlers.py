@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import tornado.web
 
 from workbench.errors import ValidationError
@@ -9,6 +12,7 @@ from workbench.jupyter.base import (
     WorkbenchHandler,
     guarded,
     int_field,
+    team_server,
     text_field,
     to_jsonable,
 )
@@ -93,11 +97,20 @@ class SetAliasHandler(WorkbenchHandler):
 
 
 class ServingHandler(WorkbenchHandler):
-    """GET serving: model servers running on this machine."""
+    """GET serving: model servers running on this machine (with a team server: those serving its
+    models, whose status files are in its spool on this machine, as `workbench serve` writes them)."""
 
     @tornado.web.authenticated
     @guarded
     async def get(self) -> None:
         from workbench.serving.server import running_servers
 
-        self.reply(await self.call(running_servers))
+        def here() -> list[dict[str, Any]]:
+            remote = team_server()
+            if remote is None:
+                return running_servers(self.local_workspace())
+            from workbench.remote.sender import spool_workspace
+
+            return running_servers(spool_workspace(remote))
+
+        self.reply(await asyncio.to_thread(here))

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from typing import Any
 
 import tornado.web
 
-from workbench.errors import ValidationError, WorkbenchError
+from workbench.errors import ValidationError
 from workbench.jupyter.base import (
     WorkbenchHandler,
     frame_records,
     guarded,
+    start_work,
     text_field,
+    through_server,
 )
 from workbench.jupyter.forms import check_run_form, check_sweep_form, run_form
 from workbench.runs.ids import check_run_id
@@ -41,8 +42,13 @@ class RunsHandler(WorkbenchHandler):
             self.get_query_arguments("order_by"), self.get_query_argument("limit", None),
             self.get_query_argument("status", None), self.get_query_argument("format", None),
         )  # fmt: skip
-        # JSON bytes from the worker thread: a 30,000-run table is ~60 MB, too long to write in the event loop
-        body = await self.call(lambda ws: runs_answer_json(arguments, shape, ws).encode())
+
+        @through_server(runs_answer_json)
+        def answer(ws: Workspace | None) -> bytes:
+            # JSON bytes from the worker thread: a 30,000-run table is ~60 MB, too long to write in the event loop
+            return runs_answer_json(arguments, shape, ws).encode()
+
+        body = await self.call(answer)
         self.set_header("Content-Type", "application/json")
         self.finish(body)
 
@@ -54,6 +60,9 @@ class RunsHandler(WorkbenchHandler):
     @tornado.web.authenticated
     @guarded
     async def post(self) -> None:
+        """Start a run: 201 with the queued run. With a team server, 202 `{notebook, experiment, server}`:
+        such a run executes in the foreground of its process (`runs.launch.run`), here a thread of the
+        lab's, and shows in the runs list once the server has its first events."""
         from workbench.runs.launch import run
 
         data = self.json_body()
@@ -64,10 +73,14 @@ class RunsHandler(WorkbenchHandler):
         experiment = text_field(data, "experiment")
         kernel = text_field(data, "kernel")  # default: the notebook's own kernelspec
         await asyncio.to_thread(check_run_form, notebook, params, experiment, kernel)  # errors name their field
-        record = await self.call(
-            run, str(notebook), params, experiment=experiment, background=True, params_from_text=True, kernel=kernel
-        )
-        self.reply(record.to_dict(), 201)
+        place = await self.launch_place()
+        options = {"experiment": experiment, "params_from_text": True, "kernel": kernel}
+        if place.remote is None:
+            record = await asyncio.to_thread(run, str(notebook), params, background=True, ws=place.ws, **options)
+            self.reply(record.to_dict(), 201)
+            return
+        start_work(f"run-{notebook.stem}", self.log, run, str(notebook), params, **options)
+        self.reply({"notebook": self.relative(notebook), "experiment": experiment, "server": place.remote.url}, 202)
 
 
 class RunHandler(WorkbenchHandler):
@@ -96,7 +109,8 @@ class RunNotebookHandler(WorkbenchHandler):
 
         from workbench.runs.store import read_executed_notebook
 
-        def read(ws: Workspace) -> Any:
+        @through_server(read_executed_notebook)
+        def read(ws: Workspace | None) -> Any:
             return nbformat.reads(read_executed_notebook(check_run_id(run_id), ws).decode("utf-8"), as_version=4)
 
         self.reply(await self.call(read))
@@ -128,7 +142,8 @@ class RunRerunHandler(WorkbenchHandler):
 
         run_id = check_run_id(run_id)
 
-        def start(ws: Workspace) -> dict[str, Any]:
+        @through_server()  # `rerun` decides where itself (`run_place`): with `ws` None, on the team server
+        def start(ws: Workspace | None) -> dict[str, Any]:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", ReproducibilityWarning)
                 record = rerun(run_id, background=True, ws=ws)
@@ -154,12 +169,10 @@ class SweepsHandler(WorkbenchHandler):
     """POST sweeps: start a grid sweep; returns at once, the runs appear queued in the runs list.
 
     Cheap checks (notebook, the sweep's size and parallelism against the library's caps,
-    parameter names and value types, grid shape) run before replying, so mistakes come back as a
-    400 instead of vanishing into the server log, and a refused sweep queues nothing.
+    parameter names and value types, grid shape; with a team server, whether this user may log runs)
+    run before replying, so mistakes come back as a 4xx instead of vanishing into the server log, and
+    a refused sweep queues nothing.
     """
-
-    #: Sweeps running in this server process (kept so their threads are not orphaned silently).
-    active: set[threading.Thread] = set()
 
     @tornado.web.authenticated
     @guarded
@@ -177,26 +190,13 @@ class SweepsHandler(WorkbenchHandler):
         parallel = data.get("parallel")
         experiment = text_field(data, "experiment")
         kernel = text_field(data, "kernel")
-        ws = await asyncio.to_thread(self.holder.get)
-        total = await asyncio.to_thread(check_sweep_form, notebook, grid, params, experiment, parallel, ws, kernel)
-        log = self.log
-
-        def work() -> None:
-            try:
-                sweep(str(notebook), grid, params=params, parallel=parallel, experiment=experiment,
-                      params_from_text=True, kernel=kernel, ws=ws)  # fmt: skip
-            except WorkbenchError as exc:
-                log.warning("Workbench sweep of %s failed: %s", notebook, exc)
-            except Exception:  # a bug: keep the traceback in the server log
-                log.exception("Workbench sweep of %s crashed", notebook)
-            finally:
-                SweepsHandler.active.discard(threading.current_thread())
-
-        thread = threading.Thread(target=work, name=f"workbench-sweep-{notebook.stem}", daemon=True)
-        SweepsHandler.active.add(thread)
-        thread.start()
-        self.reply({"sweep": "started", "runs": total, "notebook": str(notebook.relative_to(
-            self.server_root.resolve()))}, 202)  # fmt: skip
+        place = await self.launch_place()  # its settings cap the sweep (the server's spool: the client's)
+        total = await asyncio.to_thread(check_sweep_form, notebook, grid, params, experiment, parallel, place.ws,
+                                        kernel)  # fmt: skip
+        start_work(f"sweep-{notebook.stem}", self.log, sweep, str(notebook), grid, params=params, parallel=parallel,
+                   experiment=experiment, params_from_text=True, kernel=kernel,
+                   ws=place.ws if place.remote is None else None)  # fmt: skip
+        self.reply({"sweep": "started", "runs": total, "notebook": self.relative(notebook)}, 202)
 
 
 class ExperimentsHandler(WorkbenchHandler):
@@ -219,7 +219,7 @@ class NotebookParametersHandler(WorkbenchHandler):
     async def get(self) -> None:
         path = self.resolve_notebook(self.get_query_argument("path", None))
         form = await asyncio.to_thread(run_form, path)
-        self.reply({"path": str(path.relative_to(self.server_root.resolve())), **form})
+        self.reply({"path": self.relative(path), **form})
 
 
 # --------------------------------------------------------------------------------------------
@@ -243,7 +243,8 @@ class CompareHandler(WorkbenchHandler):
         metric = self.get_query_argument("metric", None) or None
         from workbench.compare import compare
 
-        def build(ws: Workspace) -> dict[str, Any]:
+        @through_server()  # `compare` passes `ws` on to remote-capable reads only (runs_by_id, metric_history, ...)
+        def build(ws: Workspace | None) -> dict[str, Any]:
             result = compare(ids, metric, ws=ws)
             about = [c for c in ("run_id", "experiment", "status") if c in result.runs.columns]
             return {
