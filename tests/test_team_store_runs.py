@@ -157,3 +157,20 @@ def test_compare_and_the_cli_read_from_the_server(served, tmp_path):
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["params"] == {"C": 3, "solver": "lbfgs"}
     assert not (tmp_path / ".workbench").exists()
+
+
+def test_the_runs_widget_lists_the_servers_runs(served, tmp_path, monkeypatch):
+    root, server, token, ids, _ = served
+    from workbench.widgets import RunTable
+
+    monkeypatch.setenv("WORKBENCH_URL", server.url)
+    monkeypatch.setenv("WORKBENCH_TOKEN", token)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.chdir(tmp_path)
+    table = RunTable()
+    assert set(table.shown_ids) == set(ids.values())
+    table.select([ids["curve"], ids["strong"]])
+    table.show_comparison()
+    assert table.comparison is not None and set(table.comparison.run_ids) == {ids["curve"], ids["strong"]}
+    assert not (tmp_path / ".workbench").exists()
