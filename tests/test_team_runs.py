@@ -133,7 +133,13 @@ def test_a_dask_sweep_lands_on_the_server_from_workers_without_its_folder(team, 
     address, empty, worker_home = cluster
     client = tmp_path / "laptop"
     client.mkdir()
-    nb = write_notebook(client / "train.ipynb", PARAMS, TRAIN)
+    # The notebook also reads a snapshot of the server: the worker's kernel reads it from the server.
+    with team.client("ed") as http:
+        answer = http.post("/api/v1/snapshots/tiny", content=b"x,y\n1,2\n3,4\n5,6\n",
+                           headers={"Content-Type": "text/csv"})  # fmt: skip
+    assert answer.status_code in (200, 201), answer.text
+    reading = TRAIN + '\nwb.log_metric("rows", len(wb.load_snapshot("tiny")))\n'
+    nb = write_notebook(client / "train.ipynb", PARAMS, reading)
     before = {p.relative_to(team.home) for p in team.home.rglob("*")}
     env = client_env(client, team.url, team.tokens["ed"])
     done = subprocess.run([str(VENV_BIN / "workbench"), "sweep", str(nb), "--grid", "lr=0.1,0.2,0.3", "--executor",
@@ -151,7 +157,8 @@ def test_a_dask_sweep_lands_on_the_server_from_workers_without_its_folder(team, 
         lr = run["params"]["lr"]
         assert run["status"] == "finished" and run["creator"] == "ed"
         assert run["sweep_id"] == result["sweep_id"] and run["tags"]["sweep"] == result["sweep_id"]
-        assert run["metrics"] == {"loss": pytest.approx(lr / 2), "score": pytest.approx(lr * 10)}
+        assert run["metrics"] == {"loss": pytest.approx(lr / 2), "score": pytest.approx(lr * 10), "rows": 3}
+        assert run["inputs"] == ["tiny@1"]
         assert run["output_blob"] and (team.home / "blobs" / run["output_blob"][:2] / run["output_blob"]).is_file()
 
     # The runs executed in the workers' spool (their HOME), not in the server's folder nor the laptop's.
