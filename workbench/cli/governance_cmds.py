@@ -1,4 +1,7 @@
-"""`workbench explain / fairness / audit / pipeline ... / watch / guard`: governance and automation."""
+"""`workbench explain / fairness / audit / pipeline ... / watch / guard`: governance and automation.
+
+Every command passes `workspace_or_server()`: with a team server configured (and no --home) the
+library answers from the server, or refuses what cannot run against one (a pipeline run, watch)."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from workbench.cli.app import JsonOption, app, console, err_console, fail, print_json, workspace, workspace_or_server
+from workbench.cli.app import JsonOption, app, console, err_console, fail, print_json, workspace_or_server
 from workbench.cli.tables import print_table
 
 pipeline_app = typer.Typer(help="Pipelines declared in workbench.yaml: validate, list, run.", no_args_is_help=True)
@@ -29,7 +32,7 @@ def explain_cmd(
     """Permutation importance and partial dependence, stored with the run (and its model card)."""
     from workbench.governance.explain import explain
 
-    result = explain(ref, snapshot, target, n_repeats=repeats, top=top, log=not no_log, ws=workspace())
+    result = explain(ref, snapshot, target, n_repeats=repeats, top=top, log=not no_log, ws=workspace_or_server())
     if as_json:
         print_json(result.to_dict())
         return
@@ -54,7 +57,7 @@ def fairness_cmd(
     """Selection rate, accuracy, TPR/FPR per group; demographic parity and equalized odds differences."""
     from workbench.governance.fairness import fairness
 
-    report = fairness(ref, sensitive, snapshot, target, positive, log=not no_log, ws=workspace())
+    report = fairness(ref, sensitive, snapshot, target, positive, log=not no_log, ws=workspace_or_server())
     if as_json:
         print_json(report.to_dict())
         return
@@ -106,7 +109,7 @@ def pipeline_list_cmd(file: Optional[str] = FileOption, as_json: bool = JsonOpti
     """Declared pipelines, their trigger, steps, promotion target and last run."""
     from workbench.governance.pipelines import list_pipelines
 
-    found = list_pipelines(file, workspace())
+    found = list_pipelines(file, workspace_or_server())
     if as_json:
         print_json(found)
         return
@@ -137,7 +140,7 @@ def pipeline_run_cmd(
     """Run a pipeline end to end: its steps as tracked runs, then the promotion (exit 1 if it failed)."""
     from workbench.governance.pipelines import run_pipeline
 
-    result = run_pipeline(name, if_changed, file=file, ws=workspace())
+    result = run_pipeline(name, if_changed, file=file, ws=workspace_or_server())
     _print_result(result, as_json)
     if result.status == "failed":
         raise typer.Exit(1)
@@ -157,7 +160,7 @@ def watch_cmd(
         fail(f"--interval must be positive, got {interval}.")
     if not once:
         console.print(f"Watching snapshot triggers every {interval:g}s; Ctrl+C stops.")
-    results = watch(interval, once, file=file, ws=workspace(),
+    results = watch(interval, once, file=file, ws=workspace_or_server(),
                     on_result=None if once else (lambda r: _print_result(r, as_json)),
                     on_error=lambda exc: err_console.print(f"[red]Error:[/] {exc.message}"))  # fmt: skip
     if once:
@@ -194,5 +197,5 @@ def guard_cmd(
     token = resolve_token(None, token_file)
     policy = GuardPolicy(max_error_rate, max_p99_ms, max_drift_psi, min_requests)
     console.print(f"Serving {ref} on http://{host}:{port} with a guard (window {window}); Ctrl+C stops.")
-    serve_guarded(ref, policy, window=window, host=host, port=port, token=token, ws=workspace(),
+    serve_guarded(ref, policy, window=window, host=host, port=port, token=token, ws=workspace_or_server(),
                   on_decision=lambda d: err_console.print(f"[yellow]Guard:[/] {d.summary}"))  # fmt: skip

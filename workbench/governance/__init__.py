@@ -5,13 +5,21 @@ into the model, its features and its evaluation data (`resolve`), and adding res
 that has already finished (`RunAppender`). Adding to the finished run (rather than creating a
 new one) keeps an explanation next to the model it explains, which is what the model card and
 the promotion gates read.
+
+With a team server configured and no `ws` given, everything is read through the library's
+`@remote_capable` functions (the run, its model, the snapshot), so an analysis on a client judges
+exactly what the server holds; its results are added to the server's run (`run_appender` picks
+`ServerRunAppender`), never to a workspace folder on the client.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import tempfile
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -21,9 +29,12 @@ from workbench.errors import InvalidNameError, NotFoundError, ValidationError
 from workbench.runs import artifacts
 from workbench.runs.events import now_iso
 from workbench.runs.ids import check_run_id
-from workbench.runs.ingest import ingest_runs, writer_for
+from workbench.runs.ingest import FINAL_STATUSES, ingest_runs, writer_for
 from workbench.runs.store import Run, get_run, load_artifact
 from workbench.workspace import Workspace, current_workspace
+
+if TYPE_CHECKING:
+    from workbench.remote.store import RemoteStore
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]+")
 
@@ -44,8 +55,9 @@ class Subject:
     training_data: list[str]
     label: str  # how to call it in messages and cards: a model ref or a run id
 
-    def evaluation_frame(self, snapshot: str | None, ws: Workspace) -> tuple[str, pd.DataFrame]:
-        """The snapshot to evaluate on (given, else the first training snapshot) and its data."""
+    def evaluation_frame(self, snapshot: str | None, ws: Workspace | None) -> tuple[str, pd.DataFrame]:
+        """The snapshot to evaluate on (given, else the first training snapshot) and its data
+        (`ws` None: the team server's, when one is configured)."""
         from workbench.snapshots.store import get, load
 
         ref = snapshot or (self.training_data[0] if self.training_data else None)
@@ -105,8 +117,10 @@ def _is_run_id(text: str) -> bool:
 
 
 def resolve(ref: str, ws: Workspace | None = None) -> Subject:
-    """A run id (its model artifact) or a model ref (`wine`, `wine@3`, `wine@production`)."""
-    ws = ws or current_workspace()
+    """A run id (its model artifact) or a model ref (`wine`, `wine@3`, `wine@production`).
+
+    `ws` is passed on unchanged: None reads from the team server when one is configured (every
+    function used here is `@remote_capable`), else from the current workspace."""
     if not isinstance(ref, str) or not ref:
         raise ValidationError("Give a run id or a model reference like wine@production.")
     if _is_run_id(ref):
@@ -187,6 +201,87 @@ class RunAppender:
             audit.record(con, self.action, f"run:{self.run_id}", details)
 
 
+class ServerRunAppender(RunAppender):
+    """A `RunAppender` for a run on a team server: the held events are sent to the server's copy of
+    the run (`POST /runs/{id}/events` at the size the server has, after the blobs they name), as a
+    client ships any run, so the server checks them and indexes the run as usual.
+
+    The server's rules apply: logging needs the editor role, and only the run's creator (or a
+    maintainer) may add to it; it must have ended (a run still being logged is its owner's client's
+    to send). The role and the status are checked when the appender is made, before the analysis
+    runs. The server records the events on the run; it has no audit entry for them (unlike a
+    workspace folder's `<action>` entry). Blobs are written to a private temporary folder, uploaded
+    and deleted: nothing is left on the client.
+    """
+
+    def __init__(self, store: RemoteStore, run: Run, action: str) -> None:
+        if run.status not in FINAL_STATUSES:
+            raise ValidationError(f"Run {run.run_id} is {run.status} on {store.remote.url}: results can be added "
+                                  "to it once it has ended.",
+                                  "Wait until it ends, or pass log=False (--no-log) to only see them.")  # fmt: skip
+        super().__init__(Workspace(Path(".")), run.run_id, action)  # the real folder is made by __enter__
+        self.client = store.client
+        self._offset()  # the role check, before any work
+        self._scratch: tempfile.TemporaryDirectory[str] | None = None
+
+    def _offset(self) -> int:
+        """How much of the run's event file the server has (where appended lines go)."""
+        from workbench.remote.client import PermissionDeniedError
+
+        try:
+            return int(self.client.get(f"/runs/{self.run_id}/events/offset")["size"])
+        except PermissionDeniedError as exc:
+            hint = "Storing results with a run needs the editor role; pass log=False (--no-log) to only see them."
+            raise PermissionDeniedError(exc.message, hint, exc.status, exc.body) from None
+
+    def __enter__(self) -> ServerRunAppender:
+        self._scratch = tempfile.TemporaryDirectory(prefix="workbench-append-")
+        self.ws = Workspace(Path(self._scratch.name))
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        try:
+            if exc_type is None and self._events:
+                self._send()
+        finally:
+            if self._scratch is not None:
+                self._scratch.cleanup()
+
+    def _send(self) -> None:
+        from workbench import blobs
+        from workbench.remote.client import ConflictError
+        from workbench.remote.sender import blobs_named
+
+        # the held fields are plain JSON values (floats, names, blob ids), as EventWriter.emit writes them
+        lines = [json.dumps({"t": event, **fields}, allow_nan=True) for event, fields in self._events]
+        for blob_id in blobs_named(lines):
+            self.client.request("PUT", f"/blobs/{blob_id}", content=blobs.read_verified(self.ws, blob_id),
+                                headers={"Content-Type": "application/octet-stream"})  # fmt: skip
+        chunk = "".join(line + "\n" for line in lines)
+        for attempt in range(2):  # another client may append in between: once more at the new end
+            try:
+                self.client.request("POST", f"/runs/{self.run_id}/events", idempotent=True,
+                                    json={"offset": self._offset(), "lines": chunk})  # fmt: skip
+                return
+            except ConflictError:
+                if attempt:
+                    raise
+
+
+def run_appender(ws: Workspace | None, run: Run, action: str) -> RunAppender:
+    """Where an analysis adds its results to `run`: the workspace folder `ws`; with `ws` None, the team
+    server it was read from (when one is configured, as `remote.dispatch` decides), else the current
+    workspace. Made before the analysis, so a refusal (role, run still active) costs nothing."""
+    if ws is None:
+        from workbench.remote.dispatch import remote_store
+
+        store = remote_store()
+        if store is not None:
+            return ServerRunAppender(store, run, action)
+        ws = current_workspace()
+    return RunAppender(ws, run.run_id, action)
+
+
 def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
     """A small DataFrame as a Markdown table; cells are escaped (group labels are user data)."""
 
@@ -198,4 +293,4 @@ def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
     return markdown.table(list(frame.columns), [[cell(v) for v in row] for row in frame.itertuples(index=False)])
 
 
-__all__ = ["RunAppender", "Subject", "markdown_table", "resolve", "safe_key"]
+__all__ = ["RunAppender", "ServerRunAppender", "Subject", "markdown_table", "resolve", "run_appender", "safe_key"]

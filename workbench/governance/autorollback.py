@@ -19,6 +19,13 @@ The rules, each decision logged and audited:
 - A breach with nothing to roll back to (no earlier version, or only rejected ones) is reported
   (`guard.breach`, and a warning) and reported again every `report_every` seconds while it lasts:
   the guard never goes quiet on a failing model.
+
+Against a team server (no `ws`, a server configured) the guard works by composition: it reads the
+alias, its history and the drift report from the server and rolls back there (audited by the server
+as `alias.moved`, with the guard's reason, under the guard's user), and `serve_guarded` serves the
+server's model. Rolling back needs the maintainer role, so a guard whose token lacks it is refused
+when it starts rather than at its first breach. Its own notes (`guard.breach`, `guard.rejudging`)
+go to its log only: a client cannot write the server's audit log.
 """
 
 from __future__ import annotations
@@ -158,6 +165,7 @@ class Guard:
 
     def __init__(self, ref: str, policy: GuardPolicy, window: RequestWindow | None = None, ws: Workspace | None = None,
                  drift_every: float = 30.0, report_every: float = 60.0) -> None:  # fmt: skip
+        """`ws` None: the team server when one is configured (see the module doc), else the current workspace."""
         parsed = parse_ref(ref, "model", allow_alias=True)
         if parsed.alias is None:
             raise ValidationError(f"Guard an alias, like {parsed.name}@production, not {ref!r}.",
@@ -165,7 +173,7 @@ class Guard:
         self.name, self.alias = parsed.name, parsed.alias
         self.policy = policy
         self.window = window or RequestWindow()
-        self.ws = ws or current_workspace()
+        self.ws = _guarded_workspace(ws, self.ref)  # None: the team server's registry
         self.drift_every = drift_every
         self.report_every = report_every
         self.rejected: set[int] = set()
@@ -269,6 +277,8 @@ class Guard:
         from workbench import audit
         from workbench.catalog import transaction
 
+        if self.ws is None:  # a team server's audit log is the server's to write; the caller logged it
+            return
         with transaction(self.ws) as con:
             audit.record(con, action, f"model:{self.ref}", details)
 
@@ -301,6 +311,29 @@ class Guard:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+
+
+def _guarded_workspace(ws: Workspace | None, ref: str) -> Workspace | None:
+    """The workspace folder a guard works on: `ws`, else None for a configured team server (after
+    checking that its user may roll back), else the current workspace."""
+    if ws is not None:
+        return ws
+    from workbench.remote.dispatch import remote_store
+
+    store = remote_store()
+    if store is None:
+        return current_workspace()
+    from workbench.server.roles import MAINTAINER, allows
+
+    me = store.client.me()
+    if not allows(me.get("role", ""), MAINTAINER):
+        raise WorkbenchError(
+            f"A guard of {ref} on {store.remote.url} could never roll it back: rolling back needs role "
+            f"{MAINTAINER}; {me.get('name')} is {me.get('role')}.",
+            "Start the guard with a maintainer's token (WORKBENCH_TOKEN or 'workbench login'), "
+            "or ask an admin of the server for the role.",
+        )
+    return None
 
 
 class _RecordingApp:
@@ -342,14 +375,13 @@ def serve_guarded(ref: str, policy: GuardPolicy, *, window: int = DEFAULT_WINDOW
                   port: int = 8000, interval: float = 1.0, token: str | None = None, ws: Workspace | None = None,
                   on_decision: Callable[[Decision], None] | None = None) -> None:  # fmt: skip
     """`workbench guard`: serve `ref` (an alias) with a guard in the same process (blocking);
-    `token` as for `build_server` (WORKBENCH_SERVE_TOKEN when not given)."""
+    `token` as for `build_server` (WORKBENCH_SERVE_TOKEN when not given). Without `ws` and with a team
+    server configured, the server's model is served and rolled back on the server."""
     from workbench.serving.server import build_server, serve_forever
 
-    ws = ws or current_workspace()
-    server = build_server(ref, host=host, port=port, token=token, ws=ws)
-    recorder = RequestWindow(window)
-    instrument(server, recorder)
-    guard = Guard(ref, policy, recorder, ws)
+    guard = Guard(ref, policy, RequestWindow(window), ws)  # refused here if it could never roll back
+    server = build_server(ref, host=host, port=port, token=token, ws=guard.ws)
+    instrument(server, guard.window)
     guard.run(once=True)  # a bad ref or policy fails here, before listening
 
     def loop() -> None:

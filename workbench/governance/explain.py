@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from workbench.errors import ValidationError
-from workbench.governance import RunAppender, markdown_table, resolve, safe_key
-from workbench.workspace import Workspace, current_workspace
+from workbench.governance import markdown_table, resolve, run_appender, safe_key
+from workbench.workspace import Workspace
 
 GRID_RESOLUTION = 20
 
@@ -79,13 +79,16 @@ def explain(
     `snapshot` defaults to the model's training snapshot, `target` to the column "target";
     features are the model's recorded input schema. `log=True` stores figures, a model-card
     section and `explain.importance.<feature>` metrics with the run.
+
+    Without `ws` and with a team server configured, the model, run and data are the server's and the
+    results are stored with the server's run (see `governance.run_appender`).
     """
     from sklearn.inspection import partial_dependence, permutation_importance
 
-    ws = ws or current_workspace()
     if n_repeats < 1 or top < 1:
         raise ValidationError("n_repeats and top must be at least 1.")
     subject = resolve(run_or_model_ref, ws)
+    out = run_appender(ws, subject.run, "explain.logged") if log else None  # refusals before the work
     target = target or "target"
     snapshot_ref, frame = subject.evaluation_frame(snapshot, ws)
     X, y = subject.split(frame, target, snapshot_ref)
@@ -110,8 +113,8 @@ def explain(
                                     feature, getattr(subject.estimator, "classes_", None))  # fmt: skip
     explanation = Explanation(subject.label, subject.run.run_id, snapshot_ref, target, n_repeats, importance, curves)
     explanation.figures = _figures(explanation)
-    if log:
-        with RunAppender(ws, subject.run.run_id, "explain.logged") as out:
+    if out is not None:
+        with out:
             for name, fig in explanation.figures.items():
                 out.figure(name, fig)
             out.text("card/explainability.md", explanation.to_markdown())

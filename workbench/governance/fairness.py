@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 
 from workbench.errors import ValidationError
-from workbench.governance import RunAppender, markdown_table, resolve, safe_key
-from workbench.workspace import Workspace, current_workspace
+from workbench.governance import markdown_table, resolve, run_appender, safe_key
+from workbench.workspace import Workspace
 
 MAX_GROUPS = 50
 
@@ -111,11 +111,13 @@ def fairness(
     log: bool = True,
     ws: Workspace | None = None,
 ) -> FairnessReport:
-    """Group metrics of the model by `sensitive` on its evaluation snapshot (default: training data)."""
-    ws = ws or current_workspace()
+    """Group metrics of the model by `sensitive` on its evaluation snapshot (default: training data).
+
+    Without `ws` and with a team server configured, everything is the server's, results included."""
     subject = resolve(run_or_model_ref, ws)
     if not hasattr(subject.estimator, "classes_"):
         raise ValidationError(f"{subject.label} is not a classifier; fairness rates need predicted classes.")
+    out = run_appender(ws, subject.run, "fairness.logged") if log else None  # refusals before the work
     snapshot_ref, frame = subject.evaluation_frame(snapshot, ws)
     if sensitive not in frame.columns:
         raise ValidationError(f"Snapshot {snapshot_ref} has no column {sensitive!r}.",
@@ -145,8 +147,8 @@ def fairness(
     report = FairnessReport(subject.label, subject.run.run_id, snapshot_ref, sensitive, target, positive, table,
                             parity, odds)  # fmt: skip
     report.figures = {f"fairness/{safe_key(sensitive)}": _figure(report)}
-    if log:
-        with RunAppender(ws, subject.run.run_id, "fairness.logged") as out:
+    if out is not None:
+        with out:
             out.metric("fairness.demographic_parity_difference", parity)
             out.metric("fairness.equalized_odds_difference", odds)
             for name, fig in report.figures.items():

@@ -24,6 +24,12 @@ for `--if-changed`: the audit log is already shared by every process of the work
 transactional and append-only, so there is no second state file to get out of sync, and "what
 did the last retraining use, who started it and why" has one answer.
 
+With a team server configured (and no `ws`), `list_pipelines` and `changed` read the server's audit
+log and snapshots, but running a pipeline (`run_pipeline`, `watch`) is refused: its audit entry is
+its trigger state, and a client cannot write the server's audit log (nor should it: entries are the
+server's record of what its users did). Running it against a workspace folder on a client instead
+would silently keep a second, diverging trigger state, so that is refused too (`automation_workspace`).
+
 This module runs pipelines; the file is parsed and checked by `workbench.governance.pipeline_spec`
 (whose names are re-exported here).
 """
@@ -71,6 +77,26 @@ class PipelineResult:
         return asdict(self)
 
 
+def automation_workspace(what: str, ws: Workspace | None) -> Workspace:
+    """The workspace folder `what` (a pipeline run, a trigger watch) records its audit entries in: `ws`,
+    else the current workspace; refused when, without `ws`, a team server is configured."""
+    if ws is not None:
+        return ws
+    from workbench.remote.dispatch import remote_store
+
+    store = remote_store()
+    if store is not None:
+        raise WorkbenchError(
+            f"{what} cannot run against the team server {store.remote.url}: each pipeline run is recorded in the "
+            "server's audit log (which is also what --if-changed and watch decide on), and only the server "
+            "writes it.",
+            "Run its steps with 'workbench run' or 'workbench sweep' (recorded on the server) and promote with "
+            "'workbench models promote'; a pipeline run needs the workspace folder itself (--home), "
+            "with the server stopped.",
+        )
+    return current_workspace()
+
+
 def last_run(name: str, ws: Workspace | None = None) -> audit.AuditEntry | None:
     """The audit entry of the latest finished or failed run of pipeline `name`."""
     found = [e for e in audit.entries(target=f"pipeline:{name}", ws=ws)
@@ -95,7 +121,6 @@ def changed(pipeline: Pipeline, ws: Workspace | None = None) -> tuple[bool, str]
     """Whether the trigger snapshot has a version newer than the one the last run used, and why."""
     from workbench.snapshots.store import get
 
-    ws = ws or current_workspace()
     if not pipeline.trigger:
         return True, "the pipeline has no trigger"
     try:
@@ -124,9 +149,9 @@ def run_pipeline(
     `if_changed=True` (cron, CI, `watch`) skips the run unless the trigger snapshot has a
     version newer than the one the previous run of this pipeline used. A pipeline run that
     failed still counts as having used its versions, so a broken notebook is not retried on
-    every tick; rerun it explicitly once fixed.
+    every tick; rerun it explicitly once fixed. Refused against a team server (see the module doc).
     """
-    ws = ws or current_workspace()
+    ws = automation_workspace(f"Pipeline {name}", ws)
     pipeline = load_pipeline(name, file)
     if if_changed:
         go, why = changed(pipeline, ws)
@@ -236,8 +261,8 @@ def _summary(result: PipelineResult) -> str:
 
 
 def list_pipelines(file: str | Path | None = None, ws: Workspace | None = None) -> list[dict[str, Any]]:
-    """Declared pipelines with their trigger, steps, promotion target and last run."""
-    ws = ws or current_workspace()
+    """Declared pipelines with their trigger, steps, promotion target and last run (from the team
+    server's audit log when one is configured and `ws` is not given)."""
     rows = []
     for name, pipeline in validate_file(file).items():
         last = last_run(name, ws)
@@ -257,6 +282,7 @@ __all__ = [
     "PipelineResult",
     "Step",
     "StepResult",
+    "automation_workspace",
     "changed",
     "find_file",
     "last_run",

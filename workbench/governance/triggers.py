@@ -6,6 +6,7 @@ polling survives restarts without any subscription state. The decision itself is
 `pipelines.changed` (the audit log knows which version each pipeline run used), so `watch`,
 `pipeline run --if-changed` from cron and a CI job can all be used together without running a
 pipeline twice for the same version, as long as they do not start at the very same moment.
+Like `run_pipeline`, watching is refused against a team server (`pipelines.automation_workspace`).
 """
 
 from __future__ import annotations
@@ -15,8 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from workbench.errors import WorkbenchError
-from workbench.governance.pipelines import PipelineResult, changed, run_pipeline, validate_file
-from workbench.workspace import Workspace, current_workspace
+from workbench.governance.pipelines import (
+    PipelineResult,
+    automation_workspace,
+    changed,
+    run_pipeline,
+    validate_file,
+)
+from workbench.workspace import Workspace
 
 
 def check_once(
@@ -25,7 +32,7 @@ def check_once(
     on_result: Callable[[PipelineResult], None] | None = None,
 ) -> list[PipelineResult]:
     """Run every triggered pipeline whose snapshot has a version its last run did not use."""
-    ws = ws or current_workspace()
+    ws = automation_workspace("Checking pipeline triggers", ws)
     results = []
     for name, pipeline in validate_file(file).items():
         if not pipeline.trigger:
@@ -55,7 +62,7 @@ def watch(
     The pipelines file is re-read on every tick, so edits apply without a restart; while it is
     invalid, the error goes to `on_error` and the loop keeps waiting (with `once` it raises).
     """
-    ws = ws or current_workspace()
+    ws = automation_workspace("Watching pipeline triggers", ws)  # refused before the loop, not on each tick
     results: list[PipelineResult] = []
     ticks = 0
     while True:
