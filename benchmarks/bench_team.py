@@ -9,14 +9,14 @@ and read latency while 32 clients log.
 - Query: `GET /api/v1/runs` with bench_query's filter, order and limit over its 100,000 runs, from
   a client process to a warm server: median of CALLS calls after one untimed call.
 - Read latency: a fresh server, 32 client processes each logging 1,000 metrics (the remote path, as
-  above), and a reader listing runs (`GET /api/v1/runs`) every 100 ms: its p99.
+  above), and a reader listing runs (`GET /api/v1/runs`) every 100 ms: its p99. The load is
+  tests/team_load.py's, which tests/test_team_load.py puts on a server at a smaller scale.
 
 One trial: `python -m benchmarks.bench_team CASE ARGS...` (see `trial`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -32,6 +32,10 @@ from pathlib import Path
 
 from benchmarks.harness import Comparison, Series, Trial, interleave, report_trial, run_trial
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the load the tests put on a server
+
+from team_load import EXPERIMENT, clean_env, log_while_reading  # noqa: E402
+
 MODULE = "benchmarks.bench_team"
 VENV_BIN = Path(sys.executable).parent
 CALLS = 20
@@ -39,10 +43,6 @@ WRITERS = 32
 WRITER_METRICS = 1000
 QUERY_TARGET_MS = 50
 READ_P99_TARGET_MS = 100
-
-
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
 
 
 def _free_port() -> int:
@@ -86,11 +86,11 @@ def new_workspace(home: Path) -> dict[str, str]:
     """`workbench init` (unless `home` exists) and two users: their tokens by role."""
     workbench = str(VENV_BIN / "workbench")
     if not home.exists():
-        subprocess.run([workbench, "--home", str(home), "init"], check=True, env=_env(), capture_output=True)
+        subprocess.run([workbench, "--home", str(home), "init"], check=True, env=clean_env(), capture_output=True)
     tokens = {}
     for name, role in (("ed", "editor"), ("vera", "viewer")):
         proc = subprocess.run([workbench, "--home", str(home), "server", "user", "add", name, "--role", role],
-                              check=True, env=_env(), capture_output=True, text=True)  # fmt: skip
+                              check=True, env=clean_env(), capture_output=True, text=True)  # fmt: skip
         tokens[role] = proc.stdout.strip()
     return tokens
 
@@ -102,7 +102,7 @@ def workbench_server(home: Path) -> Iterator[str]:
     log = home.parent / f"server-{port}.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen([str(VENV_BIN / "workbench"), "server", "--home", str(home), "--port", str(port)],
-                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_env(),
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=clean_env(),
                                 start_new_session=True)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
@@ -124,7 +124,7 @@ def mlflow_server(folder: Path) -> Iterator[str]:
     with open(log, "wb") as out:
         proc = subprocess.Popen([str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port)],
                                 cwd=folder, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=_env(), start_new_session=True)  # fmt: skip
+                                env=clean_env(), start_new_session=True)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, proc, log)
@@ -217,90 +217,21 @@ def trial_query(url: str, token: str) -> None:
                  rows=len(rows), first=int(rows[0]["run_id"][-8:], 16), bytes=len(first.content))  # fmt: skip
 
 
-# A writer of the load trial: logs WRITER_METRICS step metrics through the server and waits for the sync.
-WRITER = r"""
-import json, os, sys, time
-import workbench as wb
-
-wb.connect(os.environ["WB_URL"], token=os.environ["WB_TOKEN"])
-wb.set_experiment("load")
-for step in range(int(os.environ["METRICS"])):
-    wb.log_metric("loss", 1.0 / (step + 1), step=step)
-run_id = wb.tracking.active_run_id()
-wb.end_run()
-print(json.dumps(wb.sync_state(run_id)))
-"""
-
-# The reader of the load trial: GET /api/v1/runs every 100 ms until the file argv[1] exists.
-READER = r"""
-import json, os, sys, time
-import httpx
-
-stop, latencies, errors = sys.argv[1], [], []
-with httpx.Client(base_url=os.environ["WB_URL"], timeout=30,
-                  headers={"Authorization": "Bearer " + os.environ["WB_TOKEN"]}) as http:
-    while not os.path.exists(stop):
-        started = time.perf_counter()
-        try:
-            response = http.get("/api/v1/runs", params={"experiment": "load"})
-            if response.status_code != 200:
-                errors.append(f"{response.status_code}: {response.text[:200]}")
-        except httpx.HTTPError as exc:
-            errors.append(repr(exc))
-        latencies.append(time.perf_counter() - started)
-        time.sleep(max(0.0, 0.1 - (time.perf_counter() - started)))
-print(json.dumps({"latencies": latencies, "errors": errors}))
-"""
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 def trial_load(workdir: str, writers: str, metrics: str) -> None:
     """A fresh server, `writers` client processes logging `metrics` points each, a reader every 100 ms."""
     work = Path(workdir)
     shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
     home = work / "server" / ".workbench"
-    home.parent.mkdir()
+    home.parent.mkdir(parents=True)
     tokens = new_workspace(home)
-    stop = work / "stop-reading"
+    before = os.getloadavg()[0]
     with workbench_server(home) as url:
-        reader = subprocess.Popen(
-            [sys.executable, "-c", READER, str(stop)],
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env={**_env(), "WB_URL": url, "WB_TOKEN": tokens["viewer"]},
-        )
-        time.sleep(0.5)  # a few idle reads first: the figure is about reads while writers log
-        machine = work / "machine"  # one machine: the writers share its spool (a sweep)
-        env = {**_env(), "WB_URL": url, "WB_TOKEN": tokens["editor"], "METRICS": metrics, "PYTHONUNBUFFERED": "1",
-               "XDG_CACHE_HOME": str(machine / "cache"), "XDG_CONFIG_HOME": str(machine / "config"),
-               "WORKBENCH_SYNC_TIMEOUT": "300"}  # fmt: skip
-        start = time.perf_counter()
-        procs = [subprocess.Popen([sys.executable, "-c", WRITER], text=True, env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE) for _ in range(int(writers))]  # fmt: skip
-        failures = []
-        for proc in procs:
-            out, err = proc.communicate(timeout=600)
-            state = json.loads(out.strip().splitlines()[-1]) if proc.returncode == 0 and out.strip() else {}
-            if proc.returncode != 0 or err.strip() or state.get("state") != "synced":
-                failures.append(f"exit {proc.returncode}: {out[-500:]} {err[-2000:]}")
-        seconds = time.perf_counter() - start
-        stop.touch()
-        read, err = reader.communicate(timeout=60)
-    if failures or reader.returncode != 0:
-        raise SystemExit(f"{len(failures)} writer(s) failed: {failures[:3]}; reader: {err[-2000:]}")
-    polled = json.loads(read)
-    if polled["errors"]:
-        raise SystemExit(f"the reader got {len(polled['errors'])} errors: {polled['errors'][:5]}")
-    latencies = polled["latencies"]
+        load = log_while_reading(url, tokens["viewer"], tokens["editor"], work, int(writers), int(metrics))
+    unsynced = [outcome for outcome in load.outcomes.values() if outcome["state"] != "synced"]
+    if unsynced:
+        raise SystemExit(f"{len(unsynced)} run(s) did not sync: {unsynced[:3]}")
     shutil.rmtree(work, ignore_errors=True)
-    report_trial(seconds, p99_ms=_percentile(latencies, 0.99) * 1000, p50_ms=statistics.median(latencies) * 1000,
-                 max_ms=max(latencies) * 1000, reads=len(latencies))  # fmt: skip
+    report_trial(load.seconds, **load.figures(), load_before=before, load_after=os.getloadavg()[0])
 
 
 def trial(case: str, *args: str) -> None:
@@ -418,15 +349,18 @@ def compare_read_latency(repeats: int, writers: int, metrics: int) -> Comparison
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    loads = ", ".join(f"{a:.1f} -> {b:.1f}" for a, b in zip(subject.values("load_before"),
+                                                           subject.values("load_after"), strict=True))  # fmt: skip
     note = (
         f"a fresh server; {writers} client processes of one machine (one spool) each log {metrics:,} step metrics "
         "through it (wb.connect, wb.log_metric loop, wb.end_run waiting for the sync), while another process lists "
-        f"the runs (GET /api/v1/runs?experiment=load) every 100 ms. p99 of the reader's latency per trial: "
+        f"the runs (GET /api/v1/runs?experiment={EXPERIMENT}) every 100 ms. p99 of the reader's latency per trial: "
         f"{', '.join(f'{v:.0f}' for v in subject.values('p99_ms'))} ms (p50 "
         f"{', '.join(f'{v:.0f}' for v in subject.values('p50_ms'))} ms; max "
         f"{', '.join(f'{v:.0f}' for v in subject.values('max_ms'))} ms; "
         f"{', '.join(str(int(v)) for v in subject.values('reads'))} reads); all points synced in "
-        f"{', '.join(f'{v:.1f}' for v in subject.values())} s, no error in any process. Target p99 < "
+        f"{', '.join(f'{v:.1f}' for v in subject.values())} s, no error in any process; the machine's 1-minute "
+        f"load average before -> after each trial: {loads}. Target p99 < "
         f"{READ_P99_TARGET_MS} ms; ratio = measured / target."
     )
     return Comparison(f"read latency p99 under {writers} writers (ms)", subject,

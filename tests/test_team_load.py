@@ -1,6 +1,6 @@
-"""The team server under load (issue 18), as real processes on loopback.
+"""The team server under load (issue 18), as real processes on loopback (`team_load`).
 
-32 client processes of one machine (one spool, as in a sweep) each log a run of step metrics through
+Client processes of one machine (one spool, as in a sweep) each log a run of step metrics through
 the remote path (`wb.connect`, `wb.log_metric`, `wb.end_run` waiting for the sync) while another
 process lists runs (`GET /api/v1/runs`) every 100 ms. Checked: every point is in the server's catalog
 exactly once, no process reports an error, the server logs none, and the reader's latency is printed
@@ -8,16 +8,15 @@ exactly once, no process reports an error, the server logs none, and the reader'
 while the clients log and restarted on the same port: the senders resume from the spool, nothing is
 lost or doubled, and `workbench doctor` is clean once the server stops.
 
-Both tests run the full 32 clients x 1,000 metrics (about 45 s together on 2 cores); `python -m benchmarks
-team` repeats the first as its read-latency figure.
-"""
+Here 16 clients x 500 metrics (the same paths, half the processes: most of the time is their start);
+`python -m benchmarks team` runs the first with 32 x 1,000 for its read-latency figure. Last, in
+process: the server's reads do not index runs, its own indexing pass does (`indexing_in_background`)."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -25,55 +24,15 @@ from pathlib import Path
 
 import pytest
 from conftest import VENV_BIN
-from test_team_logging import client_env, start_server
+from team_load import EXPERIMENT, clean_env, finish, log_while_reading, start_clients
+from test_team_logging import start_server
 from test_team_server import Server, add_user
 
 pytestmark = pytest.mark.slow
 
-CLIENTS = 32
-METRICS = 1000
-
-# A client: connects, logs METRICS step metrics (sleeping PAUSE s every 100), ends the run and waits for
-# the sync. Prints the run id at once, then {"state", "seconds"} at the end.
-CLIENT = r"""
-import json, os, sys, time
-import workbench as wb
-
-metrics, pause = int(os.environ["METRICS"]), float(os.environ["PAUSE"])
-wb.connect(os.environ["CONNECT_URL"], token=os.environ["CONNECT_TOKEN"])
-wb.set_experiment("load")
-wb.log_param("client", int(os.environ["CLIENT"]))
-run_id = wb.tracking.active_run_id()
-print(run_id, flush=True)
-started = time.perf_counter()
-for step in range(metrics):
-    wb.log_metric("loss", 1.0 / (step + 1), step=step)
-    if pause and step % 100 == 99:
-        time.sleep(pause)
-wb.end_run()
-print(json.dumps({**wb.sync_state(run_id), "seconds": time.perf_counter() - started}), flush=True)
-"""
-
-# The reader: GET /api/v1/runs every 100 ms until the file argv[1] exists; prints its latencies (s) and errors.
-READER = r"""
-import json, os, sys, time
-import httpx
-
-stop, latencies, errors = sys.argv[1], [], []
-with httpx.Client(base_url=os.environ["WB_URL"], timeout=30,
-                  headers={"Authorization": "Bearer " + os.environ["WB_TOKEN"]}) as http:
-    while not os.path.exists(stop):
-        started = time.perf_counter()
-        try:
-            response = http.get("/api/v1/runs", params={"experiment": "load"})
-            if response.status_code != 200:
-                errors.append(f"{response.status_code}: {response.text[:200]}")
-        except httpx.HTTPError as exc:
-            errors.append(repr(exc))
-        latencies.append(time.perf_counter() - started)
-        time.sleep(max(0.0, 0.1 - (time.perf_counter() - started)))
-print(json.dumps({"latencies": latencies, "errors": errors}))
-"""
+#: Clients and points per client here; `python -m benchmarks team` runs 32 x 1,000 for its figure.
+CLIENTS = 16
+METRICS = 500
 
 # Every point of every run in the catalog itself (the server stopped): count and distinct steps per run.
 COUNT = r"""
@@ -93,7 +52,7 @@ print(json.dumps({r[0]: {"points": r[1], "steps": r[2], "first": r[3], "last": r
 def new_server(tmp: Path) -> Server:
     home = tmp / "server" / ".workbench"
     home.parent.mkdir(parents=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
+    env = clean_env()
     subprocess.run([str(VENV_BIN / "workbench"), "--home", str(home), "init"], check=True, env=env,
                    capture_output=True)  # fmt: skip
     tokens = {"ed": add_user(home, "ed", "editor"), "vera": add_user(home, "vera", "viewer")}
@@ -102,52 +61,20 @@ def new_server(tmp: Path) -> Server:
     return server
 
 
-def start_clients(server: Server, machine: Path, metrics: int, pause: float) -> list[subprocess.Popen]:
-    """CLIENTS logging processes on one machine (`machine`: their shared config and spool folders)."""
-    machine.mkdir(parents=True, exist_ok=True)
-    script = machine / "train.py"
-    script.write_text(CLIENT)
-    env = client_env(machine, WORKBENCH_SYNC_TIMEOUT="120", CONNECT_URL=server.url, CONNECT_TOKEN=server.tokens["ed"],
-                     METRICS=str(metrics), PAUSE=str(pause))  # fmt: skip
-    return [
-        subprocess.Popen(
-            [sys.executable, str(script)],
-            cwd=machine,
-            env={**env, "CLIENT": str(i)},
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )  # fmt: skip
-        for i in range(CLIENTS)
-    ]
-
-
-def finish(clients: list[subprocess.Popen], timeout: float = 180) -> dict[str, dict]:
-    """Each client's outcome by run id, once all have exited; fails on an exit code or anything on stderr."""
-    deadline = time.monotonic() + timeout
-    outcomes = {}
-    for proc in clients:
-        out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
-        assert proc.returncode == 0 and not err.strip(), f"client exited {proc.returncode}:\n{out}\n{err}"
-        run_id, result = out.strip().splitlines()
-        outcomes[run_id] = json.loads(result)
-    return outcomes
-
-
 def wait_until_logging(server: Server, clients: list[subprocess.Popen], timeout: float = 60) -> list[dict]:
     """Until the server has started receiving runs (some of the clients' points arrived): its runs."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with server.client("vera") as http:
-            runs = http.get("/api/v1/runs", params={"experiment": "load"}).json()
+            runs = http.get("/api/v1/runs", params={"experiment": EXPERIMENT}).json()
         if len(runs) >= CLIENTS // 2:
             return runs
         time.sleep(0.1)
-    raise AssertionError("the clients' runs did not reach the server within 60 s")
+    raise AssertionError(f"the clients' runs did not reach the server within {timeout:.0f} s")
 
 
 def catalog_counts(server: Server) -> dict[str, dict]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
+    env = clean_env()
     proc = subprocess.run([sys.executable, "-c", COUNT, str(server.home / "catalog.duckdb")], capture_output=True,
                           text=True, env=env, timeout=60)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -171,52 +98,33 @@ def assert_clean_log(server: Server) -> None:
 
 
 def doctor(server: Server) -> list[dict]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
+    env = clean_env()
     proc = subprocess.run([str(VENV_BIN / "workbench"), "--home", str(server.home), "doctor", "--json"],
                           capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return json.loads(proc.stdout)
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def test_32_clients_log_while_a_reader_polls(tmp_path):
+def test_clients_log_while_a_reader_polls(tmp_path):
     server = new_server(tmp_path)
-    stop = tmp_path / "stop-reading"
-    reader = subprocess.Popen([sys.executable, "-c", READER, str(stop)], text=True, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, env=dict(os.environ, WB_URL=server.url,
-                                                               WB_TOKEN=server.tokens["vera"]))  # fmt: skip
-    started = time.perf_counter()
     try:
-        clients = start_clients(server, tmp_path / "machine", METRICS, pause=0.0)
-        outcomes = finish(clients)
-        seconds = time.perf_counter() - started
+        load = log_while_reading(server.url, server.tokens["vera"], server.tokens["ed"], tmp_path, CLIENTS, METRICS)
     finally:
-        stop.touch()
-        read, err = reader.communicate(timeout=60)
         server.stop()
-    assert reader.returncode == 0 and not err.strip(), err
-    polled = json.loads(read)
-    latencies = polled["latencies"]
-    print(f"\n{CLIENTS} clients x {METRICS:,} metrics: all synced in {seconds:.1f} s; the reader's "
-          f"GET /api/v1/runs every 100 ms ({len(latencies)} requests): p50 {statistics.median(latencies) * 1000:.0f} "
-          f"ms, p99 {percentile(latencies, 0.99) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms")  # fmt: skip
-    assert polled["errors"] == []
-    assert len(latencies) >= 10
-    assert_every_point_once(server, outcomes, METRICS)
+    print(f"\n{METRICS:,} metrics each, {load.describe()}")
+    assert len(load.latencies) >= 10
+    assert_every_point_once(server, load.outcomes, METRICS)
     assert_clean_log(server)
     assert all(check["severity"] == "ok" for check in doctor(server))
 
 
-def test_server_killed_while_32_clients_log(tmp_path):
+def test_server_killed_while_clients_log(tmp_path):
     """kill -9 mid-sweep, restart on the same port: the senders resume from the spool, nothing is lost
     or doubled, and the workspace is clean."""
     server = new_server(tmp_path)
     port = int(server.url.rsplit(":", 1)[1])
-    clients = start_clients(server, tmp_path / "machine", METRICS, pause=0.3)  # ~3 s of logging each
+    pause = 3.0 / (METRICS // 100)  # ~3 s of logging each
+    clients = start_clients(server.url, server.tokens["ed"], tmp_path / "machine", CLIENTS, METRICS, pause)
     try:
         at_kill = wait_until_logging(server, clients)
         assert any(run["status"] == "running" for run in at_kill), at_kill
@@ -239,3 +147,42 @@ def test_server_killed_while_32_clients_log(tmp_path):
     assert_clean_log(server)
     checks = doctor(server)
     assert all(check["severity"] == "ok" for check in checks), checks
+
+
+def test_the_server_indexes_what_its_reads_no_longer_do(ws):
+    """In the server's mode (`indexing_in_background`) a read does not index a pending run (it never
+    writes or waits for the writers); the server's own pass does, within its interval."""
+    from workbench.catalog.connection import hold, release
+    from workbench.runs.events import now_iso
+    from workbench.runs.ids import new_run_id
+    from workbench.runs.ingest import writer_for
+    from workbench.runs.query import runs
+    from workbench.server.serve import indexing_in_background
+
+    def write_run() -> str:
+        run_id = new_run_id()
+        writer = writer_for(ws, run_id)  # events and a pending marker, as a run on the server's machine leaves
+        writer.emit("start", run_id=run_id, experiment="local", kind="interactive", status="running", creator="me",
+                    created_at=now_iso())  # fmt: skip
+        writer.close()
+        return run_id
+
+    def listed() -> list[str]:
+        return sorted(runs(experiment="local", ws=ws)["run_id"])
+
+    early = write_run()
+    hold(ws, holder="this test")
+    try:
+        with indexing_in_background(ws, interval_s=3600):
+            assert listed() == [early]  # the first pass, before any read
+            late = write_run()
+            assert listed() == [early]  # the read did not index it (and the next pass is an hour away)
+        with indexing_in_background(ws, interval_s=0.1):
+            assert listed() == sorted([early, late])
+            latest = write_run()
+            deadline = time.monotonic() + 10
+            while latest not in listed():
+                assert time.monotonic() < deadline, "the server's pass did not index the run"
+                time.sleep(0.05)
+    finally:
+        release(ws)

@@ -37,7 +37,9 @@ entry, never a stale read). Not cached, the function is simply called:
 - while this thread is inside a catalog connection (it may see its own uncommitted writes);
 - for reads that index runs first (`indexes_runs=True`) while any run is pending indexing: that
   read writes the catalog (see `workbench.runs.ingest`), and a marker is how news from a run that
-  does not write the catalog itself shows up;
+  does not write the catalog itself shows up. Not so in the team server, whose reads do not index
+  (a thread of its own does, and each received chunk is indexed before it is acknowledged): there a
+  read is a plain read, cached like any other, and the indexing thread's commits change the token;
 - when `WORKBENCH_READ_CACHE` is 0/false/no/off.
 
 Callers get private copies (`frame_copies`, `deep_copies`, `shallow_copies`), so mutating an
@@ -233,6 +235,14 @@ def runs_pending(ws: Workspace) -> bool:
         return False
 
 
+def _read_indexes(ws: Workspace) -> bool:
+    """Whether a read that indexes runs first would write the catalog now: some run is pending and this
+    process does not leave that to a thread of its own (the team server: `ingest.BACKGROUND_INDEXED`)."""
+    from workbench.runs.ingest import BACKGROUND_INDEXED
+
+    return str(ws.catalog_path) not in BACKGROUND_INDEXED and runs_pending(ws)
+
+
 def cached_read(copies: Copies, *, indexes_runs: bool = False) -> Callable[[Callable[P, T]], Callable[P, T]]:
     """Decorate a catalog read `f(..., ws=None)` so that repeated calls are answered from `CACHE`.
 
@@ -256,7 +266,7 @@ def cached_read(copies: Copies, *, indexes_runs: bool = False) -> Callable[[Call
                 key = (name, _freeze([(k, v) for k, v in bound.arguments.items() if k != "ws"]))
             except (TypeError, WorkbenchError):  # bad arguments, no workspace, unhashable: fn decides
                 return fn(*args, **kwargs)
-            if indexes_runs and runs_pending(ws):
+            if indexes_runs and _read_indexes(ws):
                 return fn(*bound.args, **bound.kwargs)
             return cached(ws, key, lambda: fn(*bound.args, **bound.kwargs), copies)
 

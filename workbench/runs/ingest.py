@@ -51,6 +51,9 @@ _RUN_COLUMNS = (
     "created_at", "started_at", "ended_at", "duration_s", "creator", "host", "pid", "git_commit",
     "git_dirty", "python_version", "packages", "kernel", "error", "parent_run_id", "sweep_id", "pipeline_run",
 )  # fmt: skip
+#: Catalog paths whose pending runs a thread of this process indexes (the team server: `server.serve`);
+#: its readers do not index before a query (`index_runs`).
+BACKGROUND_INDEXED: set[str] = set()
 
 
 def pending_dir(ws: Workspace):
@@ -400,8 +403,12 @@ def index_runs(ws: Workspace, run_ids: list[str] | None = None) -> None:
 
     The one way to index runs. It tolerates only a catalog that stays busy past the lock timeout
     (`StoreBusyError`): the runs' files are complete and still marked pending, so the next reader
-    indexes them and nothing is lost. Every other error is raised.
+    indexes them and nothing is lost. Every other error is raised. With None in a process that indexes
+    pending runs in a thread of its own (`BACKGROUND_INDEXED`: the team server, which indexes each chunk
+    it receives before acknowledging it), nothing: a reader there never writes or waits for a writer.
     """
+    if run_ids is None and str(ws.catalog_path) in BACKGROUND_INDEXED:
+        return
     try:
         if run_ids is None:
             ingest_pending(ws)
