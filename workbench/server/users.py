@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -81,6 +82,7 @@ def add_user(name: str, role: str, ws: Workspace) -> tuple[User, str]:
             con.execute("UPDATE server_users SET role = ?, token_hash = ?, created_at = ?, created_by = ?, "
                         "revoked_at = NULL WHERE name = ?", [role, token_hash(token), now, actor, name])  # fmt: skip
         audit.record(con, "user.added", f"user:{name}", {"role": role, "again": row is not None})
+    _forget_users(ws)
     return User(name, role, now, actor), token
 
 
@@ -104,7 +106,40 @@ def revoke_user(name: str, ws: Workspace) -> User:
             return user
         con.execute("UPDATE server_users SET revoked_at = ? WHERE name = ?", [now, name])
         audit.record(con, "user.revoked", f"user:{name}", {"role": user.role})
+    _forget_users(ws)
     return User(user.name, user.role, user.created_at, user.created_by, now)
+
+
+#: The active users' (token hash, user) of each catalog, read once and dropped by every change to the
+#: users (`_forget_users`). Sound because the users table only changes through this module in the one
+#: process holding the catalog (the team server; `server user add` needs it stopped), and it keeps a
+#: request's token check off the catalog, where under load it queued behind every write.
+#: A read that overlapped a change (its generation moved on meanwhile) is used once, never kept.
+_ACTIVE: dict[str, list[tuple[str, User]]] = {}
+_ACTIVE_LOCK = threading.Lock()
+_generation = 0
+
+
+def _forget_users(ws: Workspace) -> None:
+    global _generation
+    with _ACTIVE_LOCK:
+        _generation += 1
+        _ACTIVE.pop(str(ws.catalog_path), None)
+
+
+def _active_users(ws: Workspace) -> list[tuple[str, User]]:
+    key = str(ws.catalog_path)
+    with _ACTIVE_LOCK:
+        known, generation = _ACTIVE.get(key), _generation
+    if known is not None:
+        return known
+    with connect(ws) as con:
+        rows = con.execute(f"SELECT token_hash, {_COLUMNS} FROM server_users WHERE revoked_at IS NULL").fetchall()
+    known = [(stored, User(*user)) for stored, *user in rows]
+    with _ACTIVE_LOCK:
+        if generation == _generation:
+            _ACTIVE[key] = known
+    return known
 
 
 def authenticate(token: str | None, ws: Workspace) -> User | None:
@@ -112,10 +147,8 @@ def authenticate(token: str | None, ws: Workspace) -> User | None:
     if not token or len(token) > MAX_TOKEN_CHARS or not token.startswith(TOKEN_PREFIX):
         return None
     given = token_hash(token)
-    with connect(ws) as con:
-        rows = con.execute(f"SELECT token_hash, {_COLUMNS} FROM server_users WHERE revoked_at IS NULL").fetchall()
     found = None
-    for stored, *user in rows:  # every hash compared in constant time, whichever matches
+    for stored, user in _active_users(ws):  # every hash compared in constant time, whichever matches
         if hmac.compare_digest(stored, given):
-            found = User(*user)
+            found = user
     return found
