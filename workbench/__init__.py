@@ -93,6 +93,8 @@ _EXPORTS: dict[str, str] = {
     "GateRefused": "workbench.models.gates:GateRefused",
     "serve": "workbench.serving.server:serve_in_background",
     "drift_report": "workbench.serving.monitor:drift_report",
+    "live_quality": "workbench.quality.live:live_quality",
+    "log_outcomes": "workbench.api:log_outcomes",
     # governance and automation
     "explain": "workbench.governance.explain:explain",
     "fairness": "workbench.governance.fairness:fairness",

@@ -98,3 +98,25 @@ def load_snapshot(ref: str, columns: list[str] | None = None) -> pd.DataFrame:
     frame = store.load(snap.ref, columns=columns)
     tracking.record_input(snap.name, snap.version)
     return frame
+
+
+def log_outcomes(
+    model: str,
+    data: Any,
+    id_column: str = "request_id",
+    outcome_column: str = "outcome",
+    row_column: str | None = None,
+    ws: Workspace | None = None,
+) -> dict[str, Any]:
+    """Record late outcomes of served predictions from a table, matched to the prediction log by
+    request id (and row within the request: `row_column`, else 0).
+
+    `data` is a DataFrame, a CSV/Parquet path or a snapshot `name@version`. Every row is checked
+    before any is written. Returns the counts: `recorded`, of those `duplicates` (ids that had an
+    outcome already: the first one counts) and `unknown` (no logged prediction yet: matched once
+    it is logged). Audited as `outcomes.recorded`.
+    """
+    from workbench.quality.outcomes import record_bulk
+    from workbench.workspace import current_workspace
+
+    return record_bulk(ws or current_workspace(), model, data, id_column, outcome_column, row_column)
