@@ -33,6 +33,8 @@ BENCHMARKS: dict[str, tuple[str, dict, dict]] = {
     # The team server (issue 18): MLflow's log_metric loop over HTTP takes ~100 s for 10,000 points: time-limited.
     "team": ("benchmarks.bench_team", {"repeats": 3, "metrics": 10_000, "loop_limit_s": 60.0, "query_runs": 100_000},
              {"repeats": 1, "metrics": 10_000, "loop_limit_s": 15.0, "query_runs": 20_000}),
+    # Live model quality (issue 19): shadow on vs off, probabilities logged or not, /feedback ingestion.
+    "live": ("benchmarks.bench_live", {"repeats": 5, "seconds": 8.0}, {"repeats": 1, "seconds": 3.0}),
 }  # fmt: skip
 
 

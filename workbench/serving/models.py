@@ -12,20 +12,33 @@ server the change feed is followed instead (`remote_source.ChangeFollower`), wit
 from __future__ import annotations
 
 import logging
+import queue
 import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from workbench.models.registry import ALIAS_FILE, ModelVersion, get_version, load, model_dir
 from workbench.names import parse_ref
-from workbench.serving.predict import Predictor
+from workbench.serving.inputs import Conformed, InputError, conform
+from workbench.serving.predict import Predictor, concatenate
 from workbench.workspace import Workspace
 
 if TYPE_CHECKING:
+    from workbench.serving.predlog import PredictionLogger
     from workbench.serving.sources import ModelSource
 
 log = logging.getLogger("workbench.serving")
 CATALOG_CHECK_TICKS = 40  # every 10 s at the default interval
+#: Requests waiting for the shadow model at most; more are dropped (and counted), never waited for.
+SHADOW_QUEUE = 256
+#: Rows the shadow model predicts in one call at most: queued requests are predicted together, so
+#: under load the shadow costs one call per batch instead of one per request.
+SHADOW_BATCH_ROWS = 2_000
+#: How long the shadow worker lets requests gather before predicting a batch: under load, longer
+#: means larger batches and less CPU taken from the requests (one model call per batch); the shadow
+#: lines come that much later, which nobody waits for. Throughput with a shadow: benchmarks/results/live.md.
+SHADOW_GATHER_S = 0.01
 
 
 @dataclass(frozen=True)
@@ -135,3 +148,128 @@ class AliasWatcher:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+#: A request queued for the shadow: (request id, its conformed inputs, the schema they were conformed to).
+_Shadowed = tuple[str, Conformed, "list[dict[str, str]] | None"]
+
+
+class Shadow:
+    """A candidate version that predicts a copy of every request off the response path (`serve --shadow V`).
+
+    The request handler only `submit`s the request's conformed inputs to a bounded queue (no
+    waiting: when it is full the work is dropped and counted); one worker thread predicts what has
+    gathered in one call and logs each row as a shadow line (`"shadow": true`, the shadow's version,
+    the request's id and row), whose `latency_ms` is the shadow's time for its batch. A shadow that
+    fails, or whose schema the request does not fit, is counted and never touches the answer.
+    """
+
+    def __init__(self, model: LoadedModel, logger: PredictionLogger, log_proba: bool = True,
+                 capacity: int = SHADOW_QUEUE) -> None:  # fmt: skip
+        self.model, self.logger, self.log_proba = model, logger, log_proba
+        self._queue: queue.Queue[_Shadowed | None] = queue.Queue(maxsize=capacity)
+        self._thread = threading.Thread(target=self._loop, name="workbench-shadow", daemon=True)
+        self.predicted = self.dropped = self.failed = 0
+        self._count = threading.Lock()
+
+    @property
+    def version(self) -> int:
+        return self.model.version.version
+
+    def submit(self, request_id: str, inputs: Conformed, schema: list[dict[str, str]] | None) -> None:
+        """Queue a request (its inputs conformed to `schema`, the primary's) for the shadow model, or
+        drop it when the queue is full: never blocks."""
+        try:
+            self._queue.put_nowait((request_id, inputs, schema))
+        except queue.Full:
+            with self._count:  # submitted from the event loop and from worker threads
+                self.dropped += 1
+
+    def status(self) -> dict[str, Any]:
+        return {"version": self.version, "predicted": self.predicted, "dropped": self.dropped,
+                "failed": self.failed, "queued": self._queue.qsize()}  # fmt: skip
+
+    def start(self) -> Shadow:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish what is queued (within `timeout`), then end the worker."""
+        if self._thread.is_alive():
+            try:
+                self._queue.put(None, timeout=timeout)  # waits for room while the worker drains
+            except queue.Full:  # a shadow model stuck on a batch: the daemon thread ends with the process
+                log.warning("the shadow %s did not finish within %s s", self.model.version.ref, timeout)
+                return
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            time.sleep(SHADOW_GATHER_S)
+            batch, done = self._gather(first)
+            try:
+                self._predict(batch)
+            except Exception:  # a bug of ours must not end shadowing: count it, say it once per batch
+                self.failed += len(batch)
+                log.exception("shadow prediction of %s failed", self.model.version.ref)
+            if done:
+                return
+
+    def _gather(self, first: _Shadowed) -> tuple[list[_Shadowed], bool]:
+        """`first` and what else is queued, up to SHADOW_BATCH_ROWS rows; True if the stop mark was seen."""
+        batch, rows = [first], _rows(first[1])
+        while rows < SHADOW_BATCH_ROWS:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return batch, False
+            if item is None:
+                return batch, True
+            batch.append(item)
+            rows += _rows(item[1])
+        return batch, False
+
+    def _predict(self, batch: list[_Shadowed]) -> None:
+        """Predict the batch in as few calls as there are distinct column lists (one, normally)."""
+        groups: dict[tuple[str, ...], list[tuple[str, Conformed]]] = {}
+        for request_id, inputs, schema in batch:
+            fitted = self._fit(inputs, schema)
+            if fitted is not None:
+                groups.setdefault(tuple(fitted.names), []).append((request_id, fitted))
+        for group in groups.values():
+            self._predict_group(group)
+
+    def _predict_group(self, group: list[tuple[str, Conformed]]) -> None:
+        started = time.perf_counter()
+        try:
+            outputs = self.model.predictor.predict(concatenate([inputs for _, inputs in group]))
+        except Exception:  # the shadow model failed on inputs the primary answered: counted, not raised
+            self.failed += len(group)
+            return
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        predictor = self.model.predictor if self.log_proba else None
+        start = 0
+        for request_id, inputs in group:
+            end = start + _rows(inputs)
+            self.logger.log_request(request_id, self.version, inputs, outputs[start:end], elapsed_ms, predictor,
+                                    shadow=True)  # fmt: skip
+            start = end
+        self.predicted += len(group)
+
+    def _fit(self, inputs: Conformed, schema: list[dict[str, str]] | None) -> Conformed | None:
+        """The request's inputs for the shadow's schema: as they are when it is the primary's (or the
+        shadow has none), else checked again against it (a request that does not fit is counted)."""
+        if not self.model.schema or schema == self.model.schema:
+            return inputs
+        try:
+            return conform({name: list(values) for name, values in inputs.columns.items()}, self.model.schema)
+        except InputError:
+            self.failed += 1
+            return None
+
+
+def _rows(inputs: Conformed) -> int:
+    return len(next(iter(inputs.columns.values()), ()))

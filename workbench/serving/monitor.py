@@ -102,7 +102,8 @@ class DriftReport:
 
 
 def live_predictions(ws: Workspace, model: str, version: int | None = None, since: str | None = None) -> pd.DataFrame:
-    """The logged inputs (one column each) plus `prediction`, `version`, `at` of a model."""
+    """The logged inputs (one column each) plus `prediction`, `version`, `at` of a model: what it
+    answered, so a shadow version's lines (`"shadow": true`, predictions nobody received) are left out."""
     import duckdb
 
     folder = predictions_dir(ws, model)
@@ -112,12 +113,14 @@ def live_predictions(ws: Workspace, model: str, version: int | None = None, sinc
     con = duckdb.connect()
     try:
         frame = con.execute(
-            """SELECT "at", "version", "input", "prediction"
-               FROM read_json_auto(?, format='newline_delimited', ignore_errors=true)""",
+            """SELECT * FROM read_json_auto(?, format='newline_delimited', ignore_errors=true, union_by_name=true)""",
             [files],
         ).df()
     finally:
         con.close()
+    if "shadow" in frame.columns:
+        frame = frame[frame["shadow"].isna() | (frame["shadow"] != True)]  # noqa: E712  (NULL/false: answered)
+    frame = frame[["at", "version", "input", "prediction"]]
     frame["at"] = pd.to_datetime(frame["at"], utc=True)
     if version is not None:
         frame = frame[frame["version"] == version]
@@ -180,14 +183,24 @@ def _drift_table(version: ModelVersion, reference: pd.DataFrame, live: pd.DataFr
         else:
             rows.append({"column": column, "kind": "categorical", "psi": categorical_psi(ref_values, live_values),
                          "ks": np.nan, "p_value": np.nan, "reference_mean": np.nan, "live_mean": np.nan})  # fmt: skip
-    estimator, _ = load(version.ref, ws)
-    expected = pd.Series(estimator.predict(reference[columns]))
-    if expected.dtype.kind in "iubO":  # classes
-        prediction_psi = categorical_psi(expected, live["prediction"])
-    else:
-        prediction_psi = psi(expected.to_numpy(float), live["prediction"].to_numpy(float))
-    rows.append({"column": "prediction", "kind": "prediction", "psi": prediction_psi, "ks": np.nan, "p_value": np.nan,
-                 "reference_mean": np.nan, "live_mean": np.nan})  # fmt: skip
+    expected = reference_predictions(version, reference[columns], ws)
+    rows.append({"column": "prediction", "kind": "prediction", "psi": prediction_psi(expected, live["prediction"]),
+                 "ks": np.nan, "p_value": np.nan, "reference_mean": np.nan, "live_mean": np.nan})  # fmt: skip
     table = pd.DataFrame(rows)
     table["drift"] = table["psi"] > threshold
     return table
+
+
+def reference_predictions(version: ModelVersion, reference: pd.DataFrame, ws: Workspace) -> pd.Series:
+    """What `version` predicts for the rows of `reference` (its training data, restricted to its
+    input columns): the distribution live predictions are compared with."""
+    estimator, _ = load(version.ref, ws)
+    return pd.Series(estimator.predict(reference))
+
+
+def prediction_psi(expected: pd.Series, live: pd.Series) -> float:
+    """PSI of live predictions against `expected` ones: over classes when the model predicts
+    classes (integer, boolean or text labels), else over quantile bins of the reference."""
+    if expected.dtype.kind in "iubO":  # classes
+        return categorical_psi(expected, live)
+    return psi(expected.to_numpy(float), live.to_numpy(float))

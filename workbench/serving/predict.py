@@ -23,6 +23,7 @@ training.
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from typing import Any
 
@@ -83,12 +84,23 @@ def accepts_array(estimator: Any, schema: list[dict[str, str]] | None) -> bool:
     return from_frame.shape == from_array.shape and bool(np.array_equal(from_frame, from_array))
 
 
+def class_labels(estimator: Any) -> list[str] | None:
+    """The classes, as the string keys of a logged `proba`, of a classifier that can say how sure it
+    is; None for regressors and for classifiers without `predict_proba` (an SVC without
+    `probability=True`, a pipeline ending in one: scikit-learn hides the method, `hasattr` is False)."""
+    classes = getattr(estimator, "classes_", None)
+    if classes is None or not hasattr(estimator, "predict_proba"):
+        return None
+    return [str(c.item() if hasattr(c, "item") else c) for c in classes]
+
+
 class Predictor:
     """An estimator plus the input form it gets (decided once per loaded version)."""
 
     def __init__(self, estimator: Any, schema: list[dict[str, str]] | None) -> None:
         self.estimator = estimator
         self.takes_array = accepts_array(estimator, schema)
+        self.classes = class_labels(estimator)
         if self.takes_array:
             warnings.filterwarnings("ignore", message=_NAMES_WARNING, category=UserWarning)
 
@@ -99,5 +111,37 @@ class Predictor:
         inside the model can still produce NaN or inf (a log of a negative value), and only the
         next step's check turns that into an error instead of a silently wrong prediction.
         """
-        predictions = self.estimator.predict(inputs.array() if self.takes_array else inputs.frame())
+        predictions = self.estimator.predict(self._form(inputs))
         return [v.item() if hasattr(v, "item") else v for v in predictions]
+
+    def probabilities(self, inputs: Conformed) -> list[dict[str, float]] | None:
+        """`{class: probability}` per row, for the prediction log (live log loss needs them); None
+        when the model has no probabilities or computing them failed: the answer does not depend on
+        them, so they never fail a request. A call costs about as much as `predict` (measured on one
+        row: 250 µs for a scaler + logistic regression, 2 ms for a 50-tree forest), which is why the
+        prediction log computes them off the response path, for many requests at once."""
+        if self.classes is None:
+            return None
+        try:
+            table = self.estimator.predict_proba(self._form(inputs))
+            return [dict(zip(self.classes, row.tolist(), strict=True)) for row in table]
+        except Exception:  # e.g. a calibration step that fails where predict does not
+            return None
+
+    def _form(self, inputs: Conformed) -> Any:
+        return inputs.array() if self.takes_array else inputs.frame()
+
+
+def concatenate(parts: list[Conformed]) -> Conformed:
+    """One Conformed holding the rows of `parts` in order (all with the same columns)."""
+    if len(parts) == 1:
+        return parts[0]
+    names = parts[0].names
+    columns: dict[str, Any] = {}
+    for name in names:
+        values = [part.columns[name] for part in parts]
+        if all(isinstance(v, np.ndarray) for v in values):
+            columns[name] = np.concatenate(values)
+        else:
+            columns[name] = list(itertools.chain.from_iterable(values))
+    return Conformed(columns, names)

@@ -11,6 +11,10 @@ Binds to 127.0.0.1 unless told otherwise. While it runs, a status file in
 and stop are audited. A token (`WORKBENCH_SERVE_TOKEN`, `--token-file`, or `--token`, which every
 local user can read in the process list) protects every endpoint except /health and /metrics.
 
+`shadow=V` (`--shadow V`) loads version V like a canary, but it answers nobody: it predicts a copy
+of every request off the response path and its predictions go to the prediction log as shadow
+lines, so the two versions can be compared on the same live inputs (`workbench.quality`).
+
 The models come from a `sources.ModelSource` chosen once (`sources.model_source`): the local
 workspace, or a team server when one is configured (`WORKBENCH_URL`, `workbench login`), whose
 models are pulled and followed through its change feed and to which the prediction log is shipped.
@@ -33,7 +37,7 @@ from typing import Any
 from workbench.errors import ValidationError, WorkbenchError
 from workbench.permissions import make_dir, protect
 from workbench.serving.app import Canary, create_app
-from workbench.serving.models import ModelSlot
+from workbench.serving.models import ModelSlot, Shadow
 from workbench.serving.predlog import PredictionLogger
 from workbench.serving.sources import Follower, LocalSource, ModelSource, model_source
 from workbench.workspace import Workspace, current_workspace
@@ -91,6 +95,19 @@ def parse_canary(text: str | None) -> tuple[int, float] | None:
     return result
 
 
+def parse_shadow(version: int | str | None) -> int | None:
+    """`--shadow 3` -> 3 (a version number of the served model)."""
+    if version is None or version == "":
+        return None
+    try:
+        number = int(version)
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1 or isinstance(version, bool):
+        raise ValidationError(f"Invalid --shadow {version!r}.", "Give a version number of the model, e.g. --shadow 3.")
+    return number
+
+
 def serving_dir(ws: Workspace) -> Path:
     return ws.root / "serving"
 
@@ -109,6 +126,7 @@ class Server:
     logger: PredictionLogger | None
     canary: tuple[int, float] | None = None  # (version, share of requests), for the status file
     shipper: Follower | None = None  # sends the prediction log elsewhere (a team server)
+    shadow: Shadow | None = None  # a version predicting copies of the requests, off the response path
 
     @property
     def source(self) -> ModelSource:
@@ -122,21 +140,32 @@ class Server:
 def build_server(
     ref: str, *, host: str = "127.0.0.1", port: int = 8000, canary: str | None = None, token: str | None = None,
     log_predictions: bool = True, docs: bool = False, ws: Workspace | None = None,
-    source: ModelSource | None = None,
+    source: ModelSource | None = None, shadow: int | str | None = None, log_proba: bool = True,
 ) -> Server:  # fmt: skip
-    """Load the model (and canary) and build the app; errors here are the user's (bad ref...).
+    """Load the model (and canary, and shadow) and build the app; errors here are the user's (bad ref...).
     Without `token`, WORKBENCH_SERVE_TOKEN is used if set; `docs` serves /docs and /openapi.json.
-    The models come from `source`, else the workspace `ws`, else `sources.model_source()`."""
+    The models come from `source`, else the workspace `ws`, else `sources.model_source()`.
+    `log_proba`: a classifier's logged predictions carry its probabilities (live log loss needs
+    them), computed by the prediction log's writer, off the response path."""
     source = source or (LocalSource(ws) if ws is not None else model_source(current_workspace))
+    shadow_version = parse_shadow(shadow)
+    if shadow_version is not None and not log_predictions:
+        raise ValidationError("--shadow needs the prediction log: its predictions are only written there.",
+                              "Leave out --no-log (log_predictions=False).")  # fmt: skip
     slot = ModelSlot(source, ref)
     canary_spec = parse_canary(canary)
     canary_model = None
     if canary_spec:
         canary_model = Canary(source.load(f"{slot.parsed.name}@{canary_spec[0]}"), canary_spec[1])
     logger = PredictionLogger(source.workspace, slot.parsed.name) if log_predictions else None
+    shadow_worker = None
+    if logger is not None and shadow_version is not None:
+        shadow_worker = Shadow(source.load(f"{slot.parsed.name}@{shadow_version}"), logger, log_proba)
     shipper = source.shipper(slot.parsed.name) if log_predictions else None
-    app = create_app(slot, canary=canary_model, token=resolve_token(token), logger=logger, docs=docs)
-    return Server(source.workspace, ref, host, port, slot, app, source.follower(slot), logger, canary_spec, shipper)
+    app = create_app(slot, canary=canary_model, token=resolve_token(token), logger=logger, docs=docs,
+                     shadow=shadow_worker, log_proba=log_proba)  # fmt: skip
+    return Server(source.workspace, ref, host, port, slot, app, source.follower(slot), logger, canary_spec, shipper,
+                  shadow_worker)  # fmt: skip
 
 
 @contextmanager
@@ -146,6 +175,8 @@ def _lifecycle(server: Server) -> Iterator[None]:
     server.watcher.start()
     if server.logger:
         server.logger.start()
+    if server.shadow:
+        server.shadow.start()
     if server.shipper:
         server.shipper.start()
     folder = make_dir(serving_dir(server.ws))
@@ -156,6 +187,8 @@ def _lifecycle(server: Server) -> Iterator[None]:
         yield
     finally:
         server.watcher.stop()
+        if server.shadow:
+            server.shadow.stop()  # before the logger's last flush: its last lines are written too
         if server.logger:
             server.logger.stop()
         if server.shipper:
@@ -170,7 +203,8 @@ def _status_info(server: Server) -> dict[str, Any]:
     alias = slot.parsed.alias or ("latest" if slot.follows_alias else None)
     canary = {"version": server.canary[0], "fraction": server.canary[1]} if server.canary else None
     return {"ref": server.ref, "model": slot.parsed.name, "alias": alias, "version": slot.current.version.version,
-            "canary": canary, "url": server.url, "pid": os.getpid(), "host": socket.gethostname(),
+            "canary": canary, "shadow": server.shadow.version if server.shadow else None, "url": server.url,
+            "pid": os.getpid(), "host": socket.gethostname(),
             "started_at": datetime.now(timezone.utc).isoformat()}  # fmt: skip
 
 
