@@ -133,7 +133,8 @@ def _print_result(result, as_json: bool) -> None:  # noqa: ANN001 (PipelineResul
 @pipeline_app.command("run")
 def pipeline_run_cmd(
     name: str = typer.Argument(..., help="Pipeline name from workbench.yaml."),
-    if_changed: bool = typer.Option(False, "--if-changed", help="Only if the trigger snapshot has a new version."),
+    if_changed: bool = typer.Option(False, "--if-changed", help="Only if its trigger fired: a new snapshot "
+                                    "version, or a live metric confidently past its threshold."),
     file: Optional[str] = FileOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -153,13 +154,13 @@ def watch_cmd(
     file: Optional[str] = FileOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Rerun pipelines whose trigger snapshot got a new version (Ctrl+C stops)."""
+    """Rerun pipelines whose trigger fired: a new snapshot version, or a live metric past its threshold."""
     from workbench.governance.triggers import watch
 
     if interval <= 0:
         fail(f"--interval must be positive, got {interval}.")
     if not once:
-        console.print(f"Watching snapshot triggers every {interval:g}s; Ctrl+C stops.")
+        console.print(f"Watching pipeline triggers every {interval:g}s; Ctrl+C stops.")
     results = watch(interval, once, file=file, ws=workspace_or_server(),
                     on_result=None if once else (lambda r: _print_result(r, as_json)),
                     on_error=lambda exc: err_console.print(f"[red]Error:[/] {exc.message}"))  # fmt: skip
@@ -189,13 +190,20 @@ def guard_cmd(
         None, "--token-file", metavar="PATH", help="Require the token in PATH (chmod 600), as `serve` does; "
         "default: WORKBENCH_SERVE_TOKEN."
     ),  # fmt: skip
-) -> None:
+    canary: Optional[str] = typer.Option(None, "--canary", metavar="VERSION=FRACTION",
+                                         help="Also serve a canary (as `serve`); stopped when significantly worse."),
+    ab_metric: Optional[str] = typer.Option(None, "--ab-metric", help="Also judge live outcomes on this metric "
+                                            "(accuracy, error_rate, f1, log_loss, mae, rmse): roll back the version, "
+                                            "or stop the canary, when significantly worse."),
+    ab_alpha: float = typer.Option(0.001, "--ab-alpha", help="Significance for --ab-metric (strict: checked often)."),
+    ab_min_outcomes: int = typer.Option(30, "--ab-min-outcomes", help="Outcomes per version before judging."),
+) -> None:  # fmt: skip
     """Serve NAME@ALIAS and roll the alias back automatically when the current version misbehaves."""
     from workbench.governance.autorollback import GuardPolicy, serve_guarded
     from workbench.serving.server import resolve_token
 
     token = resolve_token(None, token_file)
-    policy = GuardPolicy(max_error_rate, max_p99_ms, max_drift_psi, min_requests)
+    policy = GuardPolicy(max_error_rate, max_p99_ms, max_drift_psi, min_requests, ab_metric, ab_alpha, ab_min_outcomes)
     console.print(f"Serving {ref} on http://{host}:{port} with a guard (window {window}); Ctrl+C stops.")
     serve_guarded(ref, policy, window=window, host=host, port=port, token=token, ws=workspace_or_server(),
-                  on_decision=lambda d: err_console.print(f"[yellow]Guard:[/] {d.summary}"))  # fmt: skip
+                  on_decision=lambda d: err_console.print(f"[yellow]Guard:[/] {d.summary}"), canary=canary)  # fmt: skip

@@ -58,6 +58,11 @@ class Pipeline:
     inputs: dict[str, str] = field(default_factory=dict)  # notebook parameter -> snapshot ref
     promote: dict[str, Any] | None = None
     description: str | None = None
+    live: dict[str, Any] | None = None  # `on: {live: {...}}`: retrain when a live metric falls past a threshold
+
+
+#: `on: {live: ...}` keys and their defaults (model and metric are required, and one of below/above).
+LIVE_TRIGGER_DEFAULTS: dict[str, Any] = {"alias": "production", "min_outcomes": 100, "since": "1d", "alpha": 0.05}
 
 
 class _Checker:
@@ -178,9 +183,15 @@ def _pipeline(check: _Checker, name: str, spec: Any, base: Path) -> Pipeline | N
     check.name(name, at, "pipeline name")
     if not check.mapping(spec, at, {"on", "steps", "inputs", "promote", "description"}, {"steps"}):
         return None
-    trigger = None
-    if "on" in spec and check.mapping(spec["on"], (*at, "on"), {"snapshot"}, {"snapshot"}):
-        trigger = check.name(spec["on"]["snapshot"], (*at, "on", "snapshot"), "snapshot name")
+    trigger, live = None, None
+    if "on" in spec and check.mapping(spec["on"], (*at, "on"), {"snapshot", "live"}):
+        if len(spec["on"]) != 1:
+            check.problem((*at, "on"), "must be either {snapshot: NAME} or {live: {model: ..., metric: ..., "
+                          "below: ...}}")  # fmt: skip
+        elif "snapshot" in spec["on"]:
+            trigger = check.name(spec["on"]["snapshot"], (*at, "on", "snapshot"), "snapshot name")
+        else:
+            live = _live_trigger(check, (*at, "on", "live"), spec["on"]["live"])
     inputs: dict[str, str] = {}
     raw_inputs = spec.get("inputs")
     if "inputs" in spec and check.mapping(
@@ -203,7 +214,51 @@ def _pipeline(check: _Checker, name: str, spec: Any, base: Path) -> Pipeline | N
     promote = None
     if "promote" in spec:
         promote = _promote(check, (*at, "promote"), spec["promote"])
-    return Pipeline(name, steps, trigger, inputs, promote, spec.get("description"))
+    return Pipeline(name, steps, trigger, inputs, promote, spec.get("description"), live)
+
+
+def _live_trigger(check: _Checker, at: tuple[Any, ...], raw: Any) -> dict[str, Any] | None:
+    """`on: {live: {model, metric, below | above, min_outcomes, since, alias, alpha}}`, checked, with
+    defaults: `below` for metrics where higher is better (accuracy, f1), `above` for the others."""
+    from workbench.quality.abtest import METRICS
+
+    if not check.mapping(raw, at, {"model", "metric", "below", "above", *LIVE_TRIGGER_DEFAULTS}, {"model", "metric"}):
+        return None
+    clean = {**LIVE_TRIGGER_DEFAULTS, **raw}
+    metric = METRICS.get(raw["metric"]) if isinstance(raw["metric"], str) else None
+    if metric is None:
+        check.problem((*at, "metric"), f"must be one of {', '.join(METRICS)}")
+        return None
+    side = "below" if metric.higher_is_better else "above"
+    if set(raw) & {"below", "above"} != {side}:
+        check.problem(at, f"{metric.name} needs '{side}: THRESHOLD' (retrain when it is confidently {side} it)")
+        return None
+    problems = len(check.problems)
+    check.name(raw["model"], (*at, "model"), "model name")
+    check.name(clean["alias"], (*at, "alias"), "alias")
+    if not _is_number(clean[side]):
+        check.problem((*at, side), "must be a number")
+    if not _is_number(clean["alpha"]) or not 0 < clean["alpha"] < 1:
+        check.problem((*at, "alpha"), "must be a number between 0 and 1 (0.05: a 95% bound)")
+    if isinstance(clean["min_outcomes"], bool) or not isinstance(clean["min_outcomes"], int) \
+            or clean["min_outcomes"] < 1:  # fmt: skip
+        check.problem((*at, "min_outcomes"), "must be a whole number of at least 1")
+    _check_span(check, (*at, "since"), clean["since"])
+    return {**clean, "side": side, "threshold": float(clean[side])} if len(check.problems) == problems else None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_span(check: _Checker, at: tuple[Any, ...], value: Any) -> None:
+    """A look-back such as 1d or 12h (what `workbench monitor --since` takes)."""
+    from workbench.quality.metrics import parse_span
+
+    try:
+        parse_span(value, "since")
+    except WorkbenchError as exc:
+        check.problem(at, f"{exc.message} {exc.hint or ''}".strip())
 
 
 def _step(check: _Checker, at: tuple[Any, ...], raw: Any, base: Path, inputs: dict[str, str]) -> Step | None:

@@ -3,6 +3,7 @@
     pipelines:
       wine-retrain:
         on: {snapshot: wine}                    # retrain when wine gets a new version
+        # or: on: {live: {model: wine-classifier, metric: accuracy, below: 0.8, min_outcomes: 100, since: 1d}}
         inputs: {snapshot: wine}                # notebook parameter -> snapshot (pinned per run)
         steps:
           - notebook: notebooks/02_train.ipynb
@@ -68,6 +69,7 @@ class PipelineResult:
     selected_run: str | None = None
     promoted: dict[str, Any] | None = None
     message: str = ""
+    trigger: dict[str, Any] | None = None  # what fired a live trigger, with its numbers (`triggers.live_check`)
 
     @property
     def ok(self) -> bool:
@@ -118,6 +120,22 @@ def _resolve_inputs(pipeline: Pipeline, ws: Workspace) -> tuple[dict[str, str], 
 
 
 def changed(pipeline: Pipeline, ws: Workspace | None = None) -> tuple[bool, str]:
+    """Whether the pipeline's trigger fired (see `trigger_state`), and why."""
+    go, why, _ = trigger_state(pipeline, ws)
+    return go, why
+
+
+def trigger_state(pipeline: Pipeline, ws: Workspace | None = None) -> tuple[bool, str, dict[str, Any] | None]:
+    """Whether the trigger fired, why, and for a live trigger the numbers it fired on (recorded with
+    the run: they are its trigger state, as the snapshot versions used are for a snapshot trigger)."""
+    if pipeline.live:
+        from workbench.governance.triggers import live_trigger
+
+        return live_trigger(pipeline, last_run(pipeline.name, ws), ws)
+    return (*_snapshot_changed(pipeline, ws), None)
+
+
+def _snapshot_changed(pipeline: Pipeline, ws: Workspace | None) -> tuple[bool, str]:
     """Whether the trigger snapshot has a version newer than the one the last run used, and why."""
     from workbench.snapshots.store import get
 
@@ -149,17 +167,20 @@ def run_pipeline(
     `if_changed=True` (cron, CI, `watch`) skips the run unless the trigger snapshot has a
     version newer than the one the previous run of this pipeline used. A pipeline run that
     failed still counts as having used its versions, so a broken notebook is not retried on
-    every tick; rerun it explicitly once fixed. Refused against a team server (see the module doc).
+    every tick; rerun it explicitly once fixed. A live trigger (`on: {live: ...}`) fires once per
+    served version whose live metric is confidently past its threshold (`triggers.live_check`).
+    Refused against a team server (see the module doc).
     """
     ws = automation_workspace(f"Pipeline {name}", ws)
     pipeline = load_pipeline(name, file)
+    fired = None
     if if_changed:
-        go, why = changed(pipeline, ws)
+        go, why, fired = trigger_state(pipeline, ws)
         if not go:
             return PipelineResult(name, None, "skipped", message=why)
     from workbench.runs.ids import new_run_id
 
-    result = PipelineResult(name, new_run_id(), "finished")
+    result = PipelineResult(name, new_run_id(), "finished", trigger=fired)
     try:
         params, result.inputs = _resolve_inputs(pipeline, ws)
         upstream: str | None = None
@@ -177,6 +198,7 @@ def run_pipeline(
         audit.record(con, f"pipeline.{result.status}", f"pipeline:{name}", {
             "pipeline_run": result.pipeline_run, "inputs": result.inputs, "selected_run": result.selected_run,
             "steps": [asdict(s) for s in result.steps], "promoted": result.promoted,
+            **({"trigger": result.trigger} if result.trigger else {}),
         }, result.message)  # fmt: skip
     return result
 

@@ -134,7 +134,8 @@ def promote(
     audited. Promoting a run that is already a version of the model reuses that version (only
     the alias moves). `alias=None` registers without moving any alias. `force` promotes despite
     failing gates: they are still evaluated, and the alias move's audit entry lists the ones it
-    bypassed with their values.
+    bypassed with their values. A live gate on `alias` (see `models.gates`) passes only for a run
+    that is a version already and has beaten the alias holder on live outcomes.
     """
     ws = _ws(ws)
     run = get_run(run_id, ws)
@@ -146,25 +147,35 @@ def promote(
         validate_name(alias, "alias")
     if not blobs.exists(ws, found.blob):
         raise NotFoundError(f"The model file of run {run_id} is missing.", "Run 'workbench doctor'.")
-    refusal: GateRefused | None = None
+    live = _judge_live(ws, name, alias, _version_of_run(ws, name, run_id, found.name)) if alias else None
     with transaction(ws) as con:  # gates are judged against the catalog the version is written to
         row = con.execute("SELECT gates FROM models WHERE name = ?", [name]).fetchone()
         gates = json.loads(row[0]) if row and row[0] else {}
-        results = _check_gates(con, name, gates, run) if gates and alias else []
-        failed = [r for r in results if not r.passed]
-        if failed and not force:
-            audit.record(con, "gate.refused", f"model:{name}", {"run_id": run_id, "alias": alias,
-                         "results": [r.to_dict() for r in results]}, reason)  # fmt: skip
-            reasons = "; ".join(f"{r.gate}: {r.detail}" for r in failed)
-            refusal = GateRefused(f"Promotion of run {run_id} to {name}@{alias} refused by its gates: {reasons}.",
-                                  "Improve the model, or pass --force to override (audited).", results)  # fmt: skip
-        else:
-            gate_record = {"gates": [r.to_dict() for r in results],
-                           "bypassed": [r.to_dict() for r in failed]}  # fmt: skip
+        results = (_check_gates(con, name, gates, run) if gates and alias else []) + _live_results(con, name, live)
+        subject = f"Promotion of run {run_id} to {name}@{alias}"
+        refusal, gate_record = _gate_decision(con, name, alias, results, force, reason, subject, {"run_id": run_id})
+        if refusal is None:
             version = _register(con, ws, run, name, found, alias, reason, force, gate_record)
     if refusal is not None:
         raise refusal  # after the commit: the refusal's audit entry stays
     return get_version(f"{name}@{version}", ws)
+
+
+def _gate_decision(con: Any, name: str, alias: str | None, results: list[GateResult], force: bool,
+                   reason: str | None, subject: str,
+                   details: dict[str, Any]) -> tuple[GateRefused | None, dict[str, Any]]:  # fmt: skip
+    """Refuse (audited as `gate.refused` with every result, in the caller's transaction) when a gate
+    failed and `force` is not given; else the gate record for the alias move's audit entry, listing
+    the gates a forced move bypassed with their values (and a live gate's numbers)."""
+    failed = [r for r in results if not r.passed]
+    if failed and not force:
+        audit.record(con, "gate.refused", f"model:{name}", {**details, "alias": alias,
+                     "results": [r.to_dict() for r in results]}, reason)  # fmt: skip
+        reasons = "; ".join(f"{r.gate}: {r.detail}" for r in failed)
+        wait = " (or wait for more outcomes)" if any(r.numbers is not None for r in failed) else ""
+        return GateRefused(f"{subject} refused by its gates: {reasons}.",
+                           f"Improve the model{wait}, or pass --force to override (audited).", results), {}  # fmt: skip
+    return None, {"gates": [r.to_dict() for r in results], "bypassed": [r.to_dict() for r in failed]}
 
 
 def _register(con: Any, ws: Workspace, run: Run, name: str, found: Any, alias: str | None, reason: str | None,
@@ -213,6 +224,49 @@ def _check_gates(con: Any, name: str, gates: dict[str, Any], run: Run) -> list[G
     return evaluate(gates, run.metrics, incumbent)
 
 
+def _version_of_run(ws: Workspace, name: str, run_id: str, artifact: str) -> int | None:
+    """The version of `name` that is run `run_id`'s `artifact` already, if any."""
+    with connect(ws) as con:
+        row = con.execute("SELECT version FROM model_versions WHERE name = ? AND run_id = ? AND artifact = ?",
+                          [name, run_id, artifact]).fetchone()  # fmt: skip
+    return int(row[0]) if row else None
+
+
+@dataclass
+class _LiveJudgement:
+    """A live gate judged before the catalog transaction (reading logs can take a second), with the
+    holder it compared against, checked again inside the transaction."""
+
+    alias: str
+    holder: int | None
+    result: GateResult
+
+
+def _judge_live(ws: Workspace, name: str, alias: str, candidate: int | None) -> _LiveJudgement | None:
+    """The model's live gate for moving `alias` to version `candidate` (None: not a version yet),
+    or None when it has no live gate for that alias."""
+    from workbench.models.gates import judge_live
+
+    with connect(ws) as con:
+        row = con.execute("SELECT gates FROM models WHERE name = ?", [name]).fetchone()
+        live = (json.loads(row[0]) if row and row[0] else {}).get("live")
+        if not live or live["alias"] != alias:
+            return None
+        holder = _aliases_of(con, name).get(alias)
+    return _LiveJudgement(alias, holder, judge_live(ws, name, live, holder, candidate))
+
+
+def _live_results(con: Any, name: str, live: _LiveJudgement | None) -> list[GateResult]:
+    """The live gate's result, unless the alias moved while it was judged (then a refusal to retry)."""
+    if live is None:
+        return []
+    now = _aliases_of(con, name).get(live.alias)
+    if now != live.holder:
+        return [GateResult(live.result.gate, False, f"'{live.alias}' moved from version {live.holder} to {now} "
+                           "while the live gate was judged; try again")]  # fmt: skip
+    return [live.result]
+
+
 def _move_alias(con: Any, name: str, alias: str, version: int, reason: str | None, details: dict[str, Any]) -> None:
     previous = _aliases_of(con, name).get(alias)
     now = datetime.now(timezone.utc)
@@ -229,21 +283,32 @@ def _move_alias(con: Any, name: str, alias: str, version: int, reason: str | Non
 
 @remote_capable("set_alias")
 def set_alias(
-    name: str, alias: str, version: int, *, reason: str | None = None, by: str | None = None,
+    name: str, alias: str, version: int, *, reason: str | None = None, by: str | None = None, force: bool = False,
     ws: Workspace | None = None,
-) -> ModelVersion:
-    """Point `alias` at an existing version (no gates: the version was registered already).
+) -> ModelVersion:  # fmt: skip
+    """Point `alias` at an existing version.
 
-    The audit entry says who decided: a person (`manual`), or the automation named by `by`
-    (e.g. `pipeline:NAME`).
+    The version was registered already, so the run's metric gates are not judged again; the
+    model's live gate is, when it guards `alias` (see `models.gates`): a refusal raises
+    `GateRefused` and is audited, `force` overrides it (audited with the numbers). The audit entry
+    says who decided: a person (`manual`), or the automation named by `by` (e.g. `pipeline:NAME`).
     """
     ws = _ws(ws)
     validate_name(alias, "alias")
     target = get_version(f"{name}@{int(version)}", ws)
     decided = {"manual": True} if by is None else {"manual": False, "by": by}
+    live = _judge_live(ws, name, alias, target.version)
     with transaction(ws) as con:
-        _move_alias(con, name, alias, target.version, reason, decided)
-        write_alias_file(ws, name, con)
+        results = _live_results(con, name, live)
+        subject = f"Moving {name}@{alias} to version {target.version}"
+        refusal, gate_record = _gate_decision(con, name, alias, results, force, reason, subject,
+                                              {"version": target.version, **decided})  # fmt: skip
+        if refusal is None:
+            _move_alias(con, name, alias, target.version, reason,
+                        {**decided, **({"forced": force, **gate_record} if results else {})})  # fmt: skip
+            write_alias_file(ws, name, con)
+    if refusal is not None:
+        raise refusal  # after the commit: the refusal's audit entry stays
     return get_version(target.ref, ws)
 
 

@@ -10,6 +10,7 @@ cache by sha256 (`cached_download`, kind `models`) and loaded by the safe loader
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,20 @@ def _alias(alias: str) -> str:
 
 def _version(answer: dict[str, Any]) -> ModelVersion:
     return ModelVersion.from_dict(answer)
+
+
+def _gated(call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """`call`'s answer; a 400 carrying every gate's verdict (`gates`) raised as the library's `GateRefused`."""
+    from workbench.models.gates import GateRefused, GateResult
+
+    try:
+        return call()
+    except RemoteValidationError as exc:
+        if not isinstance(exc.body.get("gates"), list):
+            raise
+        results = [GateResult(str(g["gate"]), bool(g["passed"]), str(g["detail"]), g.get("numbers"))
+                   for g in exc.body["gates"]]  # fmt: skip
+        raise GateRefused(exc.message, exc.hint, results) from None
 
 
 def _entries(answer: list[dict[str, Any]]) -> list[AuditEntry]:
@@ -109,26 +124,20 @@ class ModelsStore:
     ) -> ModelVersion:  # fmt: skip
         """`registry.promote` on the server, gates judged there: their refusal is raised as `GateRefused`
         with every verdict; a protected alias needs role maintainer (the 403 names it)."""
-        from workbench.models.gates import GateRefused, GateResult
         from workbench.runs.ids import check_run_id
 
         body = {"run_id": check_run_id(run_id), "model": _model(model) if model else None,
                 "artifact": artifact, "alias": _alias(alias) if alias is not None else None, "reason": reason,
                 "force": bool(force)}  # fmt: skip
-        try:
-            answer = self.client.request("POST", "/promotions", json=body).json()
-        except RemoteValidationError as exc:
-            if not isinstance(exc.body.get("gates"), list):
-                raise
-            results = [GateResult(str(g["gate"]), bool(g["passed"]), str(g["detail"])) for g in exc.body["gates"]]
-            raise GateRefused(exc.message, exc.hint, results) from None
-        return _version(answer)
+        return _version(_gated(lambda: self.client.request("POST", "/promotions", json=body).json()))
 
     def set_alias(self, name: str, alias: str, version: int, *, reason: str | None = None,
-                  by: str | None = None) -> ModelVersion:  # fmt: skip
-        """`registry.set_alias`: point `alias` at an existing version (a protected alias: maintainer)."""
-        body = {"version": int(version), "reason": reason, "by": by}
-        return _version(self.client.request("PUT", f"/models/{_model(name)}/aliases/{_alias(alias)}", json=body).json())
+                  by: str | None = None, force: bool = False) -> ModelVersion:  # fmt: skip
+        """`registry.set_alias`: point `alias` at an existing version (a protected alias: maintainer); the
+        live gate is judged on the server, its refusal raised as `GateRefused`."""
+        body = {"version": int(version), "reason": reason, "by": by, "force": bool(force)}
+        path = f"/models/{_model(name)}/aliases/{_alias(alias)}"
+        return _version(_gated(lambda: self.client.request("PUT", path, json=body).json()))
 
     def rollback(self, name: str, alias: str = DEFAULT_ALIAS, *, to: int | None = None,
                  reason: str | None = None) -> ModelVersion:  # fmt: skip

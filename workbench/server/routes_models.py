@@ -40,6 +40,8 @@ from workbench.server.schemas import (
 from workbench.workspace import Workspace
 
 router = APIRouter(tags=["models"], responses=REFUSALS)
+
+_GATES_REFUSED = {400: {"description": "A bad request, or refused by the model's gates: `gates` has each verdict."}}
 _reading = Depends(requires(VIEWER, "reading models"))
 
 
@@ -59,18 +61,18 @@ def get_model(name: str, ws: Workspace = Depends(workspace)) -> JSONResponse:
     return reply(get_model(validate_name(name, "model name"), ws))
 
 
-@router.put("/models/{name}/aliases/{alias}", response_model=ModelVersionOut, dependencies=[Depends(moves_alias)])
+@router.put("/models/{name}/aliases/{alias}", response_model=ModelVersionOut, dependencies=[Depends(moves_alias)],
+            responses=_GATES_REFUSED)  # fmt: skip
 def set_alias(name: str, alias: str, body: AliasMove, ws: Workspace = Depends(workspace)) -> dict[str, Any]:
     """Point ALIAS of NAME at a registered version (audited). Needs role editor, or maintainer for a
-    protected alias (by default `production`)."""
+    protected alias (by default `production`). The model's live gate is judged here, on this
+    workspace's prediction and outcome logs: a refusal is 400 with `gates`; `force` overrides it."""
     from workbench.models.registry import set_alias
 
     validate_name(name, "model name")
-    moved = retry_conflicts(lambda: set_alias(name, alias, body.version, reason=body.reason, by=body.by, ws=ws))
+    moved = retry_conflicts(lambda: set_alias(name, alias, body.version, reason=body.reason, by=body.by,
+                                              force=body.force, ws=ws))  # fmt: skip
     return {**moved.to_dict(), "alias": alias}
-
-
-_GATES_REFUSED = {400: {"description": "A bad request, or refused by the model's gates: `gates` has each verdict."}}
 
 
 @router.post("/promotions", dependencies=[Depends(moves_alias)], responses=_GATES_REFUSED)

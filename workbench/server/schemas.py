@@ -36,6 +36,7 @@ class AliasMove(Strict):
     version: Version
     reason: Reason = None
     by: str | None = Field(default=None, max_length=200, description="The automation deciding (e.g. pipeline:NAME).")
+    force: bool = Field(default=False, description="Move despite the model's live gate (audited).")
 
 
 class Rollback(Strict):
