@@ -397,6 +397,7 @@ ROUTES = [
     ("GET", "compare?run_ids=20990101-000000-deadbeef"),
     ("GET", "models"),
     ("GET", "models/m"),
+    ("GET", "models/m/monitor"),
     ("POST", "models/promote"),
     ("POST", "models/m/rollback"),
     ("POST", "models/m/alias"),

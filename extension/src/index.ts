@@ -23,6 +23,7 @@ import { DisposableDelegate, IDisposable } from '@lumino/disposable';
 
 import { openCompare, restyleCharts } from './compare';
 import { workbenchIcon } from './icons';
+import { MonitorView, openMonitor, restyleMonitors } from './monitorView';
 import { openExecutedNotebook } from './notebookView';
 import { runAsExperiment } from './runDialog';
 import { RunsTable, createRunsTableWidget, restyleRunsTables } from './runsTable';
@@ -34,6 +35,7 @@ const COMMANDS = {
   compare: 'workbench:compare-runs',
   openRunNotebook: 'workbench:open-run-notebook',
   openRunsTable: 'workbench:open-runs-table',
+  openMonitor: 'workbench:open-monitor',
   /** The Runs tab's context menu: act on the selected runs, as its toolbar buttons do. */
   tableAction: 'workbench:runs-table-action'
 };
@@ -65,7 +67,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
       openNotebook: runId => void app.commands.execute(COMMANDS.openRunNotebook, { runId }),
       compare: (runIds, metric) =>
         void app.commands.execute(COMMANDS.compare, { runIds, metric }),
-      openRunsTable: () => void app.commands.execute(COMMANDS.openRunsTable)
+      openRunsTable: () => void app.commands.execute(COMMANDS.openRunsTable),
+      openMonitor: model => void app.commands.execute(COMMANDS.openMonitor, { model })
     });
     app.shell.add(sidebar, 'left', { rank: 850 });
     if (restorer) {
@@ -101,6 +104,20 @@ const plugin: JupyterFrontEndPlugin<void> = {
         const runIds = (args.runIds as string[] | undefined) ?? [];
         if (runIds.length) {
           openCompare(runIds, (args.metric as string | null) ?? null, openInMain);
+        }
+      }
+    });
+
+    // A model's Monitor tab: one per model (the command re-activates it).
+    const monitors = new Map<string, MainAreaWidget<MonitorView>>();
+    app.commands.addCommand(COMMANDS.openMonitor, {
+      label: args => (args.model ? `Monitor ${args.model}` : 'Open Model Monitor'),
+      caption: 'Live quality, traffic, latency, drift and A/B verdicts of a served model',
+      icon: workbenchIcon,
+      execute: args => {
+        const model = String(args.model ?? '');
+        if (model) {
+          monitors.set(model, openMonitor(model, monitors.get(model), openInMain));
         }
       }
     });
@@ -186,6 +203,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     themes?.themeChanged.connect(() =>
       requestAnimationFrame(() => {
         restyleCharts();
+        restyleMonitors();
         restyleRunsTables();
       })
     );

@@ -25,6 +25,8 @@ export interface ISidebarActions {
   compare(runIds: string[], metric: string | null): void;
   /** Open the main-area table of all runs (the sidebar lists the most recent ones). */
   openRunsTable?: () => void;
+  /** Open a model's Monitor tab. */
+  openMonitor?: (model: string) => void;
 }
 
 export class WorkbenchSidebar extends Widget {
@@ -46,7 +48,8 @@ export class WorkbenchSidebar extends Widget {
       promote: runId => this.promote(runId)
     });
     this.models = new ModelsSection(
-      new SidebarSection('models', 'Models', () => void this.loadModels(), layoutChanged)
+      new SidebarSection('models', 'Models', () => void this.loadModels(), layoutChanged),
+      actions.openMonitor
     );
     this.node.appendChild(this.connection.node);
     for (const part of [this.snapshots, this.runs, this.models]) {

@@ -65,7 +65,11 @@ function serverLine(server: IModelServer): HTMLElement {
 }
 
 export class ModelsSection {
-  constructor(readonly section: SidebarSection) {}
+  /** `openMonitor`: the model's Monitor tab (live quality, drift, A/B), one action per model line. */
+  constructor(
+    readonly section: SidebarSection,
+    private openMonitor?: (model: string) => void
+  ) {}
 
   private openModel: string | null = null;
 
@@ -119,6 +123,13 @@ export class ModelsSection {
     line.appendChild(el('span', 'wb-Muted', model.latest_version ? `v${model.latest_version}` : ''));
     for (const [alias, version] of Object.entries(model.aliases ?? {})) {
       line.appendChild(el('span', 'wb-Alias', `${alias} → v${version}`));
+    }
+    if (this.openMonitor) {
+      const monitor = button('Monitor', `Open the Monitor of ${model.name}: live quality, traffic, drift, A/B`, () =>
+        this.openMonitor?.(model.name)
+      );
+      monitor.classList.add('wb-Model-monitor');
+      line.appendChild(monitor);
     }
     line.title = [model.name, model.description].filter(Boolean).join('\n') + '\nClick for its versions.';
     disclosure(line, this.openModel === model.name, () => {

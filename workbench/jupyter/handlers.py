@@ -28,6 +28,7 @@ from workbench.jupyter.model_handlers import (
     ServingHandler,
     SetAliasHandler,
 )
+from workbench.jupyter.monitor_handlers import MonitorHandler
 from workbench.jupyter.run_handlers import (
     CompareHandler,
     ExperimentsHandler,
@@ -96,6 +97,7 @@ ROUTES: list[tuple[str, type[WorkbenchHandler]]] = [
     (r"models/(?P<name>[^/]+)", ModelHandler),
     (r"models/(?P<name>[^/]+)/rollback", RollbackHandler),
     (r"models/(?P<name>[^/]+)/alias", SetAliasHandler),
+    (r"models/(?P<name>[^/]+)/monitor", MonitorHandler),
     (r"serving", ServingHandler),
 ]
 
