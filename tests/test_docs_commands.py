@@ -104,6 +104,7 @@ SETUP: dict[str, list[str]] = {
     ],
     "docs/governance.md": [*QUICKSTART, SWEEP + "learning_rate=0.05,0.3", PROMOTE_A],
     "docs/team.md": QUICKSTART,
+    "docs/monitoring.md": [*QUICKSTART, SWEEP + "learning_rate=0.05,0.3", PROMOTE_A, PROMOTE_B],  # versions 1, 2
 }
 
 
