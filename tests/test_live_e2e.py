@@ -66,3 +66,23 @@ def test_live_accuracy_per_version_equals_offline_accuracy_on_the_same_rows(ws, 
     report = ab_report(frame, task=quality.task).to_dict()
     accuracy = [r for r in report["results"] if r["metric"] == "accuracy"]
     assert accuracy and {accuracy[0]["a"], accuracy[0]["b"]} == {1, 2}
+
+
+def test_failed_requests_are_the_live_error_rate_of_their_version(ws, wine_frame):
+    """A version whose predict raises answers 500 to every request: each is logged as a failure of
+    that version, so its live error rate is 1.0 while the healthy canary's is 0."""
+    from test_autorollback import broken_run
+
+    wb.snapshot("wine", wine_frame)
+    wb.promote(broken_run(), "wine", alias="production")  # v1: every predict fails
+    wb.promote(train_run(C=1.0), "wine", alias="staging")  # v2: healthy
+    records = wine_frame[FEATURES].head(60).to_dict(orient="records")
+    with wb.serve("wine@production", canary="2=0.5") as server, httpx.Client(base_url=server.url) as http:
+        statuses = [http.post("/predict", json={"records": [record]}).status_code for record in records]
+    assert set(statuses) == {200, 500}
+    table = wb.live_quality("wine", window="1d", since="1d").table
+    by_version = {int(row.version): row for row in table.itertuples()}
+    assert by_version[1].errors == statuses.count(500) and by_version[1].requests == 0
+    assert by_version[1].error_rate == 1.0
+    assert by_version[2].errors == 0 and by_version[2].error_rate == 0.0
+    assert by_version[2].requests == statuses.count(200)

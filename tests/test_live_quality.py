@@ -124,9 +124,9 @@ def test_per_version_classification_metrics_equal_sklearn_on_the_same_rows(logge
     report = live_quality("wine", window="1h", since="7d", ws=logged["ws"])
     assert report.task == "classification" and isinstance(report, LiveQuality)
     table = report.table
-    assert list(table.columns) == ["version", "shadow", "start", "requests", "rows", "errors", "latency_p50",
-                                   "latency_p95", "latency_p99", "outcomes", "accuracy", "f1", "log_loss",
-                                   "psi"]  # fmt: skip
+    assert list(table.columns) == ["version", "shadow", "start", "requests", "rows", "errors", "error_rate",
+                                   "latency_p50", "latency_p95", "latency_p99", "outcomes", "accuracy", "f1",
+                                   "log_loss", "psi"]  # fmt: skip
     assert isinstance(table["start"].dtype, pd.DatetimeTZDtype) and str(table["start"].dt.tz) == "UTC"
     assert table["version"].dtype == "int64" and table["shadow"].dtype == bool
     expected = _expected(logged["lines"], "1h")
@@ -145,7 +145,7 @@ def test_per_version_classification_metrics_equal_sklearn_on_the_same_rows(logge
         assert row.log_loss == pytest.approx(log_loss(y_true, proba, labels=[0, 1, 2]), rel=1e-6)
         latencies = rows.groupby("request_id")["latency_ms"].first()
         assert row.latency_p95 == pytest.approx(np.percentile(latencies, 95))
-        assert np.isnan(row.errors)  # failed requests are not in the prediction log: unknown, not 0
+        assert np.isnan(row.errors)  # no failures folder (a server before failure logging): unknown, not 0
         assert 0 <= row.psi < 10
     assert report.counts["duplicates"] >= 1 and report.counts["unknown"] >= 1
     assert report.counts["pending"] >= 2

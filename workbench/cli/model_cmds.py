@@ -319,8 +319,12 @@ def _print_live_quality(live: Any) -> None:
     counts = live.counts
     err_console.print(f"Outcomes of {live.model} (every version): {counts.get('matched', 0):,} matched, "
                       f"{counts.get('pending', 0):,} pending, {counts.get('duplicates', 0):,} duplicate, "
-                      f"{counts.get('unknown', 0):,} unknown. errors n/a: failed requests are not in the prediction "
-                      "log (see the model server's /metrics, workbench_errors_total).", highlight=False)  # fmt: skip
+                      f"{counts.get('unknown', 0):,} unknown.{'' if live.errors_logged else ERRORS_NOT_LOGGED}",
+                      highlight=False)  # fmt: skip
+
+
+ERRORS_NOT_LOGGED = (" errors n/a: these logs are from a model server that did not log failed requests (see its "
+                     "/metrics, workbench_errors_total).")  # fmt: skip
 
 
 outcomes_app = typer.Typer(add_completion=False)

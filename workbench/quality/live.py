@@ -6,10 +6,10 @@ The rows are the logged predictions joined with the outcomes callers reported
 - traffic: `requests` (distinct request ids) and `rows`; shadow predictions (a candidate answering
   a copy of the request off the response path) are never traffic of the served answer: they get a
   row of their own, `shadow=True`, with the same columns computed over the shadow's lines;
-- `errors`: NaN. The prediction log records answered requests only; failed ones (4xx input errors,
-  5xx model failures) are counted by the model server's Prometheus `/metrics`
-  (`workbench_errors_total`, `workbench_requests_total{status=...}`), not per window here. Counting
-  rows would say "0 errors" when nothing was looked at, so the column says "unknown" instead;
+- `errors` and `error_rate`: the requests the server failed (5xx: the model or the server broke), which
+  it logs beside the predictions (`serving.predlog.failures_dir`), and errors / (requests + errors).
+  A caller's bad input (4xx) is not an error of the version. Logs from a model server older than
+  failure logging (no failures folder) give NaN: unknown, never a "0 errors" nobody counted;
 - `latency_p50/p95/p99` in ms, one value per request;
 - `outcomes`: rows that have an outcome, and the task metrics over them (see `quality.metrics`):
   accuracy, macro F1 and log loss (rows that logged "proba") for classifiers, MAE and RMSE for
@@ -45,12 +45,13 @@ from workbench.quality.metrics import (
 )
 from workbench.quality.outcomes import joined
 from workbench.serving.monitor import categorical_psi, psi, reference_predictions
+from workbench.serving.predlog import failures_dir
 from workbench.snapshots.store import load as load_snapshot
 from workbench.workspace import Workspace, current_workspace
 
 #: The columns every table has, before the task's metrics and `psi`.
-BASE_COLUMNS = ["version", "shadow", "start", "requests", "rows", "errors", "latency_p50", "latency_p95",
-                "latency_p99", "outcomes"]  # fmt: skip
+BASE_COLUMNS = ["version", "shadow", "start", "requests", "rows", "errors", "error_rate", "latency_p50",
+                "latency_p95", "latency_p99", "outcomes"]  # fmt: skip
 _INTEGERS = ("version", "requests", "rows", "outcomes")
 
 
@@ -70,6 +71,7 @@ class LiveQuality:
     task: str
     table: pd.DataFrame
     counts: dict[str, int] = field(default_factory=dict)
+    errors_logged: bool = False  # whether the model server logged its failures (else `errors` is NaN)
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -81,14 +83,15 @@ class LiveQuality:
         rows["start"] = [t.isoformat() if t is not None else None for t in rows["start"]]
         return {"model": self.model, "window": self.window, "task": self.task, "metrics": list(self.metrics),
                 "since": self.since.isoformat() if self.since is not None else None, "counts": dict(self.counts),
-                "errors_logged": False, "rows": rows.to_dict(orient="records")}  # fmt: skip
+                "errors_logged": self.errors_logged, "rows": rows.to_dict(orient="records")}  # fmt: skip
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LiveQuality:
         """The report `to_dict` describes, with the same table (columns, order, dtypes)."""
         table = _typed(pd.DataFrame(data["rows"], columns=table_columns(data["task"])), data["task"])
         since = pd.Timestamp(data["since"]) if data.get("since") else None
-        return cls(data["model"], data["window"], since, data["task"], table, dict(data.get("counts") or {}))
+        return cls(data["model"], data["window"], since, data["task"], table, dict(data.get("counts") or {}),
+                   bool(data.get("errors_logged")))
 
     def figures(self) -> dict[str, Any]:
         """Plotly figures over time, one per measure: "traffic" (requests per served version,
@@ -116,24 +119,47 @@ def live_quality(model: str, window: str = "1h", since: str | None = "7d", ws: W
     task = CLASSIFICATION if is_classification(latest.meta, frame["prediction"]) else REGRESSION
     frame["start"] = frame["at"].dt.floor(step)
     references = _References(registered, task, ws)
+    logged = failures_dir(ws, model).is_dir()
+    failed = _failures(ws, model, start, step) if logged else {}
     rows = [
         {
             "version": version,
             "shadow": shadow,
             "start": window_start,
-            **_window_row(group, task),
+            **_window_row(group, task, None if shadow or not logged else failed.pop((version, window_start), 0)),
             "psi": references.psi(version, group["prediction"]),
         }  # fmt: skip
         for (version, shadow, window_start), group in frame.groupby(["version", "shadow", "start"], sort=True)
     ]
+    empty = frame.iloc[0:0]
+    rows += [{"version": version, "shadow": False, "start": window_start, **_window_row(empty, task, errors),
+              "psi": np.nan} for (version, window_start), errors in failed.items()]  # fmt: skip  (only failures)
     table = _typed(pd.DataFrame(rows, columns=table_columns(task)), task)
-    return LiveQuality(model, window, start, task, table, {k: int(v) for k, v in counts.items()})
+    return LiveQuality(model, window, start, task, table, {k: int(v) for k, v in counts.items()}, logged)
 
 
-def _window_row(rows: pd.DataFrame, task: str) -> dict[str, Any]:
+def _failures(ws: Workspace, model: str, start: pd.Timestamp | None, step: pd.Timedelta) -> dict[tuple[int, Any], int]:
+    """How many requests the server failed, per (version, window start), since `start`."""
+    from workbench.quality.outcomes import _jsonl_files, _read_jsonl
+
+    files = _jsonl_files(failures_dir(ws, model))
+    lines = _read_jsonl(files, {"at": "VARCHAR", "version": "BIGINT", "status": "BIGINT"}, '"at", "version"')
+    if start is not None:
+        lines = lines[lines["at"] >= start]
+    if lines.empty:
+        return {}
+    counted = lines.groupby([lines["version"], lines["at"].dt.floor(step)]).size()
+    return {(int(version), window_start): int(n) for (version, window_start), n in counted.items()}
+
+
+def _window_row(rows: pd.DataFrame, task: str, errors: int | None) -> dict[str, Any]:
+    """The measures of one window's rows; `errors`: the failures logged then (None: not logged)."""
     matched = rows[rows["outcome_at"].notna()]
-    return {"requests": rows["request_id"].nunique(), "rows": len(rows), "errors": np.nan,
-            **latency_percentiles(rows), "outcomes": len(matched), **task_metrics(task, matched)}  # fmt: skip
+    requests = rows["request_id"].nunique()
+    rate = np.nan if errors is None or requests + errors == 0 else errors / (requests + errors)
+    return {"requests": requests, "rows": len(rows), "errors": np.nan if errors is None else errors,
+            "error_rate": rate, **latency_percentiles(rows), "outcomes": len(matched),
+            **task_metrics(task, matched)}  # fmt: skip
 
 
 def _typed(table: pd.DataFrame, task: str) -> pd.DataFrame:

@@ -146,6 +146,8 @@ class _Predictions:
         version = str(model.version.version)
         self.metrics.requests.labels(version, "500").inc()
         self.metrics.errors.labels(kind).inc()
+        if self.logger is not None:  # the live error rate per version and window (`quality.live`)
+            self.logger.log_failure(model.version.version, 500, kind)
         return JSONResponse({"error": message}, status_code=500, headers={"X-Model-Version": version})
 
     def predicted(self, inputs: Conformed, outputs: list[Any], model: LoadedModel, use_canary: bool,

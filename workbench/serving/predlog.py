@@ -48,6 +48,17 @@ def predictions_dir(ws: Workspace, model: str) -> Path:
     return ws.root / "predictions" / validate_name(model, "model name")
 
 
+#: Where a model server logs the requests it failed (5xx: the model or the server broke, not the
+#: caller's input), one JSON line each: {"at", "version", "status", "kind"}. A folder of its own, so
+#: every reader of the prediction lines (`*.jsonl` of the model's folder) stays as it was; its
+#: presence says failures are logged, so a window without lines there had none (`quality.live`).
+FAILURES_DIRNAME = "failures"
+
+
+def failures_dir(ws: Workspace, model: str) -> Path:
+    return predictions_dir(ws, model) / FAILURES_DIRNAME
+
+
 class _Request:
     """One answered request, queued as it is: its lines are made by the writer (with probabilities)."""
 
@@ -64,6 +75,8 @@ class PredictionLogger:
     def __init__(self, ws: Workspace, model: str, interval: float = 1.0) -> None:
         self.folder = predictions_dir(ws, model)
         make_dir(self.folder)
+        make_dir(self.folder / FAILURES_DIRNAME)
+        self._failures: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.interval = interval
         self._queue: queue.SimpleQueue[list[str] | _Request] = queue.SimpleQueue()
         self._flushing = threading.Lock()  # the writer thread and stop() never append at once
@@ -91,11 +104,29 @@ class PredictionLogger:
         lines, with the probabilities of `predictor` (None: without) computed in one batch."""
         self._queue.put(_Request(request_id, version, inputs, outputs, latency_ms, predictor, shadow))
 
-    def _path(self) -> Path:
-        return self.folder / f"{datetime.now(timezone.utc):%Y%m%d}-{os.getpid()}.jsonl"
+    def log_failure(self, version: int, status: int, kind: str) -> None:
+        """Queue a request the server failed (`status` 5xx, `kind` as in /metrics' errors), for the
+        live error rate per version and window."""
+        at = datetime.now(timezone.utc).isoformat()
+        self._failures.put(json.dumps({"at": at, "version": version, "status": status, "kind": kind}))
+
+    def _path(self, folder: Path | None = None) -> Path:
+        return (folder or self.folder) / f"{datetime.now(timezone.utc):%Y%m%d}-{os.getpid()}.jsonl"
+
+    def _flush_failures(self) -> None:
+        lines: list[str] = []
+        while True:
+            try:
+                lines.append(self._failures.get_nowait())
+            except queue.Empty:
+                break
+        if lines:
+            with os.fdopen(open_for_append(self._path(self.folder / FAILURES_DIRNAME)), "a") as fh:
+                fh.write("\n".join(lines) + "\n")
 
     def flush(self) -> None:
         with self._flushing:
+            self._flush_failures()
             items: list[list[str] | _Request] = []
             while True:
                 try:
