@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from workbench.remote.dispatch import remote_capable
 from workbench.snapshots import store
 from workbench.workspace import Workspace, init_workspace, open_workspace, use_workspace
 
@@ -100,6 +101,7 @@ def load_snapshot(ref: str, columns: list[str] | None = None) -> pd.DataFrame:
     return frame
 
 
+@remote_capable("log_outcomes")
 def log_outcomes(
     model: str,
     data: Any,
@@ -114,7 +116,8 @@ def log_outcomes(
     `data` is a DataFrame, a CSV/Parquet path or a snapshot `name@version`. Every row is checked
     before any is written. Returns the counts: `recorded`, of those `duplicates` (ids that had an
     outcome already: the first one counts) and `unknown` (no logged prediction yet: matched once
-    it is logged). Audited as `outcomes.recorded`.
+    it is logged). Audited as `outcomes.recorded`. With a team server configured (and no `ws`) the
+    rows are checked here, then recorded there (`remote.store_monitor`; role editor).
     """
     from workbench.quality.outcomes import record_bulk
     from workbench.workspace import current_workspace

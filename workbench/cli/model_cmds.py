@@ -260,7 +260,7 @@ def monitor_cmd(
     """Drift of the served model's live inputs and predictions vs its training snapshot, then its live
     quality per version and --window: traffic, latency, metrics from reported outcomes, prediction drift.
 
-    With a team server configured the drift is computed there; live quality needs the workspace (for now)."""
+    With a team server configured both are computed there, over every model server's shipped logs."""
     from workbench.quality.metrics import parse_since, parse_span
     from workbench.serving.monitor import drift_report
 
@@ -270,13 +270,12 @@ def monitor_cmd(
     report = drift_report(ref, since=start.isoformat() if start else None, threshold=threshold, ws=ws)
     live = _live_quality(ref, window, since, ws)
     if html:
-        report.to_html(str(html))
-        if live is not None:
-            from workbench.quality.live import append_to_html
+        from workbench.quality.live import append_to_html
 
-            append_to_html(live, html)
+        report.to_html(str(html))
+        append_to_html(live, html)
     if as_json:
-        print_json({**report.to_dict(), "live": live.to_dict() if live is not None else None})
+        print_json({**report.to_dict(), "live": live.to_dict()})
     else:
         rows = [(r.column, r.kind, f"{r.psi:.4f}", "" if r.ks != r.ks else f"{r.ks:.3f}",
                  "" if r.p_value != r.p_value else f"{r.p_value:.3g}", Text("DRIFT", style="red") if r.drift else "ok")
@@ -291,15 +290,12 @@ def monitor_cmd(
 
 
 def _live_quality(ref: str, window: str, since: Optional[str], ws: Any) -> Any:
-    """`monitor`'s live quality of the model REF names (only its version's rows when REF pins one), or
-    None with a team server configured (it does not serve live quality yet)."""
+    """`monitor`'s live quality of the model REF names (only its version's rows when REF pins one);
+    `ws` None: computed by the team server."""
     import dataclasses
 
     from workbench.quality.live import live_quality
 
-    if ws is None:
-        err_console.print("Live quality is computed from a local workspace only (not from a team server yet).")
-        return None
     name, _, version = ref.partition("@")
     live = live_quality(name, window=window, since=since or "7d", ws=ws)
     if version.isdigit():
@@ -311,8 +307,6 @@ def _print_live_quality(live: Any) -> None:
     """The live-quality table (TSV when piped, like every table), then the join's counts on stderr."""
     from workbench.quality.live import display_rows
 
-    if live is None:
-        return
     headers, rows = display_rows(live)
     since = f" since {live.since:%Y-%m-%d %H:%M} UTC" if live.since is not None else ""
     print_table(f"Live quality of {live.model} per {live.window}{since} ({live.task})", headers, rows, ids=(0, 1))
@@ -356,14 +350,12 @@ def outcomes_cmd(
     Every row is checked before any is written. An outcome for an id that has one already is kept but
     not counted again (the first counts); one whose prediction is not logged yet is matched once it is.
     Then the counts: outcomes, matched and pending predictions, unknown ids, duplicates."""
-    from workbench.models.registry import versions
-    from workbench.quality.outcomes import joined, record_bulk
+    from workbench.api import log_outcomes
+    from workbench.quality.outcomes import outcome_counts
 
-    ws = workspace()
-    recorded = record_bulk(ws, name, source, id_column, outcome_column, row_column) if source else None
-    if recorded is None:
-        versions(name, ws)  # a registered model, or NotFoundError
-    _, counts = joined(ws, name)
+    ws = workspace_or_server()  # None: recorded on and counted by the team server
+    recorded = log_outcomes(name, source, id_column, outcome_column, row_column, ws=ws) if source else None
+    counts = outcome_counts(name, ws=ws)
     if as_json:
         print_json({"model": name, "recorded": recorded, "counts": counts})
         return

@@ -15,7 +15,8 @@ request (it polls every ~10 s while open), as JSON:
   reference, live_rows, threshold, drifted, columns}), or `{"error", "hint"}` when there is none to
   make (no prediction logged yet, no training snapshot in the model's lineage): a state to show, not a
   failure of the request;
-- `ab`: `quality.abtest.ab_report(joined rows).to_dict()` ({baseline, task, alpha, results: one
+- `ab`: `quality.live.ab_summary`: `quality.abtest.ab_report(joined rows).to_dict()` ({baseline, task,
+  alpha, results: one
   `ABResult.to_dict()` per (other version, metric): a, b, n_a, n_b, value_a, value_b, diff (positive =
   b better), ci_low, ci_high, p_value, test, needed_n, verdict, reason, paired, ...}) when at least two
   versions have outcomes, else null.
@@ -48,10 +49,10 @@ class MonitorHandler(WorkbenchHandler):
         window = self.span_argument("window", "1h")
         since = self.span_argument("since", "7d")
         # imported here, not with the module: pandas and plotly would slow every lab's start-up
-        from workbench.quality.live import live_quality
+        from workbench.quality.live import ab_summary, live_quality
         from workbench.serving.monitor import drift_report
 
-        state = through_server(live_quality, drift_report)(monitor_state)  # what a team server lacks, named
+        state = through_server(live_quality, drift_report, ab_summary)(monitor_state)  # what a team server lacks, named
         self.reply(await self.call(state, name, window, None if since == "all" else since))
 
     def span_argument(self, name: str, default: str) -> str:
@@ -64,7 +65,7 @@ class MonitorHandler(WorkbenchHandler):
 
 def monitor_state(name: str, window: str, since: str | None, ws: Workspace | None) -> dict[str, Any]:
     """What the Monitor view shows (the module doc describes the shape)."""
-    from workbench.quality.live import live_quality
+    from workbench.quality.live import ab_summary, live_quality
     from workbench.quality.metrics import parse_span
 
     parse_span(window, "window")  # named as the view names it (the library says "--window")
@@ -75,7 +76,7 @@ def monitor_state(name: str, window: str, since: str | None, ws: Workspace | Non
     if "error" not in drift:
         figures["drift"] = drift.pop("figure")
     return {**quality.to_dict(), "figures": {key: json.loads(fig.to_json()) for key, fig in figures.items()},
-            "drift": drift, "ab": _ab(name, start, ws)}  # fmt: skip
+            "drift": drift, "ab": ab_summary(name, start, ws=ws)}  # fmt: skip
 
 
 def _drift(name: str, since: str | None, ws: Workspace | None) -> dict[str, Any]:
@@ -87,14 +88,3 @@ def _drift(name: str, since: str | None, ws: Workspace | None) -> dict[str, Any]
     except WorkbenchError as exc:
         return error_body(exc)
     return {**report.to_dict(), "figure": report.figure()}
-
-
-def _ab(name: str, since: str | None, ws: Workspace | None) -> dict[str, Any] | None:
-    """Every version against the baseline when two versions have outcomes, else None."""
-    from workbench.quality.abtest import ab_report
-    from workbench.quality.outcomes import joined
-
-    frame, _ = joined(ws, name, since)
-    if frame.loc[frame["outcome"].notna(), "version"].nunique() < 2:
-        return None
-    return ab_report(frame).to_dict()

@@ -44,6 +44,7 @@ from workbench.quality.metrics import (
     task_metrics,
 )
 from workbench.quality.outcomes import joined
+from workbench.remote.dispatch import remote_capable
 from workbench.serving.monitor import categorical_psi, psi, reference_predictions
 from workbench.serving.predlog import failures_dir
 from workbench.snapshots.store import load as load_snapshot
@@ -108,9 +109,11 @@ class LiveQuality:
         return f"<h2>Live quality: {self.model} per {self.window}</h2>{figures}{table}"
 
 
+@remote_capable("live_quality")
 def live_quality(model: str, window: str = "1h", since: str | None = "7d", ws: Workspace | None = None) -> LiveQuality:
     """Quality of `model`'s served versions per `window` ("15m", "1h", "1d"...) since `since` (a
-    span back from now such as "7d", an ISO time, or None for everything)."""
+    span back from now such as "7d", an ISO time, or None for everything). With a team server
+    configured (and no `ws`) the server computes it over every model server's shipped logs."""
     step, start = parse_span(window, "--window"), parse_since(since)
     ws = ws or current_workspace()
     registered = {v.version: v for v in versions(model, ws)}
@@ -136,6 +139,19 @@ def live_quality(model: str, window: str = "1h", since: str | None = "7d", ws: W
               "psi": np.nan} for (version, window_start), errors in failed.items()]  # fmt: skip  (only failures)
     table = _typed(pd.DataFrame(rows, columns=table_columns(task)), task)
     return LiveQuality(model, window, start, task, table, {k: int(v) for k, v in counts.items()}, logged)
+
+
+@remote_capable("ab_summary")
+def ab_summary(model: str, since: str | None = None, ws: Workspace | None = None) -> dict[str, Any] | None:
+    """Every version of `model` against the baseline (`quality.abtest.ab_report(...).to_dict()`) over
+    the rows logged since `since` (ISO time), or None until two versions have outcomes (the lab's
+    Monitor view; answered by a team server when one is configured)."""
+    from workbench.quality.abtest import ab_report
+
+    frame, _ = joined(ws or current_workspace(), model, since)
+    if frame.loc[frame["outcome"].notna(), "version"].nunique() < 2:
+        return None
+    return ab_report(frame).to_dict()
 
 
 def _failures(ws: Workspace, model: str, start: pd.Timestamp | None, step: pd.Timedelta) -> dict[tuple[int, Any], int]:

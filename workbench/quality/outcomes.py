@@ -33,6 +33,7 @@ import pandas as pd
 from workbench.errors import DataSourceError, ValidationError
 from workbench.names import validate_name
 from workbench.permissions import make_dir, open_for_append
+from workbench.remote.dispatch import remote_capable
 from workbench.serving.predlog import predictions_dir
 from workbench.workspace import Workspace
 
@@ -307,6 +308,18 @@ def joined(ws: Workspace, model: str, since: str | datetime | None = None) -> tu
     return frame[JOINED_COLUMNS].reset_index(drop=True), counts
 
 
+@remote_capable("outcome_counts")
+def outcome_counts(model: str, ws: Workspace | None = None) -> dict[str, int]:
+    """The join's counts over everything logged for registered model `model` (`joined`): outcomes,
+    matched, duplicates, unknown, pending (`workbench monitor outcomes NAME`)."""
+    from workbench.models.registry import versions
+    from workbench.workspace import current_workspace
+
+    ws = ws or current_workspace()
+    versions(model, ws)  # a registered model, or NotFoundError
+    return {name: int(value) for name, value in joined(ws, model)[1].items()}
+
+
 # ------------------------------------------------------------------------------------------- bulk
 
 
@@ -364,12 +377,27 @@ def record_bulk(ws: Workspace, model: str, data: Any, id_column: str = "request_
     from workbench.models.registry import versions
 
     versions(model, ws)  # a registered model, or NotFoundError (not a folder made for a typo)
+    checked, described = bulk_items(data, ws, id_column, outcome_column, row_column)
+    return record_checked(ws, model, checked, described)
+
+
+def bulk_items(data: Any, ws: Workspace | None, id_column: str = "request_id", outcome_column: str = "outcome",
+               row_column: str | None = None) -> tuple[list[tuple[Key, Any]], str]:  # fmt: skip
+    """Every row of the table `data` stands for as a checked outcome (all checked before any is
+    written), and how to describe the table. `ws` None: a snapshot is read from the team server
+    (a client checks here, before sending anything: `remote.store_monitor`)."""
     frame, described = bulk_data(data, ws, id_column)
     items = frame_items(frame, id_column, outcome_column, row_column)
     labels = {"request_id": f"column {id_column!r}", "outcome": f"column {outcome_column!r}",
               "row": f"column {row_column!r}"}  # fmt: skip
-    checked = [pair for start in range(0, len(items), MAX_ITEMS)  # all checked before any is written
+    checked = [pair for start in range(0, len(items), MAX_ITEMS)
                for pair in check_items(items[start : start + MAX_ITEMS], start + 1, "of data row", labels)]  # fmt: skip
+    return checked, described
+
+
+def record_checked(ws: Workspace, model: str, checked: list[tuple[Key, Any]], described: str) -> dict[str, Any]:
+    """Append checked bulk outcomes in chunks of MAX_ITEMS and audit the counts (`record_bulk`, and
+    the team server's `POST /models/{name}/outcomes`, one request of a client's table)."""
     counts = {"recorded": 0, "duplicates": 0, "unknown": 0}
     for start in range(0, len(checked), MAX_ITEMS):
         for name, value in _append(ws, model, checked[start : start + MAX_ITEMS], "bulk").items():

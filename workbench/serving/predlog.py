@@ -16,7 +16,8 @@ monitor` reads the files with DuckDB.
 A model server of a team server writes the same files into its spool and ships them
 (`serving.sources.PredictionShipper`); the team server appends what it receives (`receive`) to
 `predictions/<model>/remote-<stream>.jsonl` of its workspace, byte for byte, so `workbench monitor`
-there reads them like local ones.
+there reads them like local ones. Its failure log and the outcomes it received on /feedback travel
+the same way (`kind` "failures" and "outcomes": into `failures_dir` and `quality.outcomes.outcomes_dir`).
 """
 
 from __future__ import annotations
@@ -237,37 +238,65 @@ class PredictionOffsetConflict(WorkbenchError):
         self.size = size
 
 
-def _check_record(number: int, line: bytes) -> None:
+#: What a model server ships (`receive`'s `kind`): its prediction log, its failure log, the outcomes it received.
+LOG_KINDS = ("predictions", "failures", "outcomes")
+FAILURE_FIELDS = ("at", "version", "status")
+OUTCOME_FIELDS = ("at", "request_id", "outcome", "source")
+_WHOLE = ("version", "status")
+
+
+def _check_record(number: int, line: bytes, kind: str = "predictions") -> None:
+    """A shipped line is what the model server writes for its `kind` (else ValidationError): a
+    prediction (`RECORD_FIELDS`), a failure ({"at", "version", "status", "kind"}) or an outcome
+    (checked like one received on /feedback: `quality.outcomes.check_items`)."""
+    label = f"{kind[:-1].capitalize()} record {number}"
     try:
         record = json.loads(line)
     except ValueError as exc:
-        raise ValidationError(f"Prediction record {number} is not JSON: {exc}.") from exc
-    if not isinstance(record, dict) or any(field not in record for field in RECORD_FIELDS):
-        raise ValidationError(f"Prediction record {number} needs the fields {', '.join(RECORD_FIELDS)}.")
-    if not isinstance(record["input"], dict) or not isinstance(record["at"], str):
-        raise ValidationError(f"Prediction record {number}: 'input' must be an object and 'at' a time.")
-    if not isinstance(record["version"], int) or isinstance(record["version"], bool):
-        raise ValidationError(f"Prediction record {number}: 'version' must be a whole number.")
+        raise ValidationError(f"{label} is not JSON: {exc}.") from exc
+    fields = {"predictions": RECORD_FIELDS, "failures": FAILURE_FIELDS, "outcomes": OUTCOME_FIELDS}[kind]
+    if not isinstance(record, dict) or any(field not in record for field in fields):
+        raise ValidationError(f"{label} needs the fields {', '.join(fields)}.")
+    if not isinstance(record["at"], str) or not isinstance(record.get("input", {}), dict):
+        raise ValidationError(f"{label}: 'input' must be an object and 'at' a time.")
+    if kind == "outcomes":
+        from workbench.quality.outcomes import FIELDS, SOURCES, check_items
+
+        if record["source"] not in SOURCES:
+            raise ValidationError(f"{label}: 'source' must be one of {', '.join(SOURCES)}.")
+        check_items([{key: record[key] for key in FIELDS if key in record}], number, "record")
+    elif any(not isinstance(record[f], int) or isinstance(record[f], bool) for f in fields if f in _WHOLE):
+        raise ValidationError(f"{label}: 'version' must be a whole number.")
 
 
-def remote_log_path(ws: Workspace, model: str, stream: str) -> Path:
+def remote_log_path(ws: Workspace, model: str, stream: str, kind: str = "predictions") -> Path:
+    """Where the team server keeps what a client shipped of its log `stream` of `kind` (`LOG_KINDS`)."""
     if not isinstance(stream, str) or not _STREAM.match(stream):
         raise ValidationError(f"Invalid prediction log stream {str(stream)[:40]!r}.")
-    return predictions_dir(ws, model) / f"remote-{stream}.jsonl"
+    if kind not in LOG_KINDS:
+        raise ValidationError(f"Unknown log kind {str(kind)[:40]!r}.", f"Use one of {', '.join(LOG_KINDS)}.")
+    if kind == "outcomes":
+        from workbench.quality.outcomes import outcomes_dir
+
+        return outcomes_dir(ws, model) / f"remote-{stream}.jsonl"
+    folder = predictions_dir(ws, model) if kind == "predictions" else failures_dir(ws, model)
+    return folder / f"remote-{stream}.jsonl"
 
 
-def received_size(ws: Workspace, model: str, stream: str) -> int:
+def received_size(ws: Workspace, model: str, stream: str, kind: str = "predictions") -> int:
     try:
-        return remote_log_path(ws, model, stream).stat().st_size
+        return remote_log_path(ws, model, stream, kind).stat().st_size
     except FileNotFoundError:
         return 0
 
 
-def receive(ws: Workspace, model: str, stream: str, offset: int, lines: str) -> int:
-    """Append a batch of a client's prediction log (bytes `offset`.. of its file `stream`) exactly once;
+def receive(ws: Workspace, model: str, stream: str, offset: int, lines: str, kind: str = "predictions") -> int:
+    """Append a batch of a client's log of `kind` (bytes `offset`.. of its file `stream`) exactly once;
     the size the server has of that stream after it. A batch already received (wholly or in part) is
-    acknowledged, not appended again; one after a gap raises `PredictionOffsetConflict`."""
-    path = remote_log_path(ws, model, stream)
+    acknowledged, not appended again; one after a gap raises `PredictionOffsetConflict`. Receiving
+    makes the log's folder, even for an empty batch: an empty failures folder says "no failures"
+    (`quality.live`), which a model server that logs them announces so."""
+    path = remote_log_path(ws, model, stream, kind)
     data = lines.encode("utf-8")
     if data and not data.endswith(b"\n"):
         raise ValidationError("Prediction records must be whole, newline-terminated lines.")
@@ -275,11 +304,12 @@ def receive(ws: Workspace, model: str, stream: str, offset: int, lines: str) -> 
     if len(records) > MAX_RECORDS:
         raise ValidationError(f"{len(records):,} prediction records in one batch; at most {MAX_RECORDS:,}.")
     for number, line in enumerate(records, 1):
-        _check_record(number, line)
+        _check_record(number, line, kind)
+    make_dir(path.parent)
     with _locks_guard:
         lock = _locks.setdefault(str(path), threading.Lock())
     with lock:
-        size = received_size(ws, model, stream)
+        size = received_size(ws, model, stream, kind)
         if offset > size:
             raise PredictionOffsetConflict(stream, offset, size)
         if offset + len(data) <= size:
@@ -287,7 +317,6 @@ def receive(ws: Workspace, model: str, stream: str, offset: int, lines: str) -> 
         new = data[size - offset :]
         if size > offset and data[size - offset - 1 : size - offset] != b"\n":
             raise PredictionOffsetConflict(stream, offset, size)  # not on a line boundary: not our bytes
-        make_dir(path.parent)
         fd = open_for_append(path)
         try:
             os.write(fd, new)

@@ -19,7 +19,11 @@
   second, as (`stream`, `offset`) batches the team server stores exactly once, and keeps the
   acknowledged offset per file in `sent.json` there, so a restarted server sends only the rest.
   Uploading needs role editor: with a viewer token serving works and the log stays in the spool;
-  a warning says so once (and which role is needed).
+  a warning says so once (and which role is needed). The failure log (`predlog.failures_dir`) and
+  the outcomes callers report on /feedback (`quality.outcomes.outcomes_dir`) are shipped the same
+  way by shippers of their own `kind` (`POST /models/{name}/logs/{kind}`), so live quality on the
+  team server (`workbench monitor NAME --window 1h`) has every model server's traffic, errors and
+  outcomes.
 - Serving starts and stops are not in the team server's audit log (there is no route to write
   one); they are logged on this machine.
 """
@@ -43,7 +47,7 @@ from workbench.remote.config import Remote
 from workbench.remote.sender import complete_size
 from workbench.serving.models import LoadedModel, ModelSlot
 from workbench.serving.predict import Predictor
-from workbench.serving.predlog import predictions_dir
+from workbench.serving.predlog import failures_dir, predictions_dir
 from workbench.serving.sources import Follower
 from workbench.workspace import Workspace, _write_json_atomic
 
@@ -106,7 +110,12 @@ class RemoteSource:
         return ChangeFollower(self, slot)
 
     def shipper(self, model: str) -> Follower | None:
-        return PredictionShipper(self.remote, predictions_dir(self.workspace, model), model)
+        from workbench.quality.outcomes import outcomes_dir
+
+        folders = {"predictions": predictions_dir, "failures": failures_dir, "outcomes": outcomes_dir}
+        spool, refusal = self.workspace.root, Refusal()
+        return LogShippers([PredictionShipper(self.remote, folder(self.workspace, model), model, kind=kind, spool=spool,
+                                              refusal=refusal) for kind, folder in folders.items()])  # fmt: skip
 
     def record(self, action: str, target: str, details: dict[str, Any], required: bool) -> None:
         log.info("%s %s %s (team server %s)", action, target, details, self.remote.url)
@@ -168,20 +177,59 @@ class ChangeFollower:
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
 
 
-class PredictionShipper:
-    """Ships the prediction log files of one model from the spool to the team server (module doc)."""
+class Refusal:
+    """The team server's refusal of uploads, shared by the shippers of one server: the same token is
+    refused for every kind, so one warning says it and the others stop too."""
 
-    def __init__(self, remote: Remote, folder: Path, model: str, interval: float = SHIP_INTERVAL_SECONDS) -> None:
+    def __init__(self) -> None:
+        self.message: str | None = None
+        self._lock = threading.Lock()
+
+    def refuse(self, message: str) -> bool:
+        """Record the refusal; whether it is the first (to be told)."""
+        with self._lock:
+            first, self.message = self.message is None, self.message or message
+            return first
+
+
+class LogShippers:
+    """The shippers of one model's logs (predictions, failures, outcomes), started and stopped together."""
+
+    def __init__(self, shippers: list[PredictionShipper]) -> None:
+        self.shippers = shippers
+
+    def start(self) -> LogShippers:
+        for shipper in self.shippers:
+            shipper.start()
+        return self
+
+    def stop(self) -> None:
+        for shipper in self.shippers:
+            shipper.stop()
+
+
+class PredictionShipper:
+    """Ships the log files of one `kind` (`predlog.LOG_KINDS`) of one model from the spool to the team
+    server (module doc); `spool`: the spool workspace's folder (default: two levels above `folder`)."""
+
+    def __init__(self, remote: Remote, folder: Path, model: str, interval: float = SHIP_INTERVAL_SECONDS, *,
+                 kind: str = "predictions", spool: Path | None = None,
+                 refusal: Refusal | None = None) -> None:  # fmt: skip
         self.remote = remote
         self.folder = folder
         self.model = model
         self.interval = interval
+        self.kind = kind
+        self.path = f"/models/{model}/predictions" if kind == "predictions" else f"/models/{model}/logs/{kind}"
+        self._announced = False
+        self._refusal = refusal or Refusal()
         self.client = Client(remote, timeout=30.0, retries=0)
         self.refused: str | None = None
         self.shipped = 0  # bytes acknowledged by this process
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="workbench-prediction-shipper", daemon=True)
-        self._prefix = _client_id(folder.parent.parent)
+        self._thread = threading.Thread(target=self._loop, name=f"workbench-{kind}-shipper", daemon=True)
+        self.spool = spool or folder.parent.parent
+        self._prefix = _client_id(self.spool)
 
     def start(self) -> PredictionShipper:
         self._thread.start()
@@ -195,7 +243,7 @@ class PredictionShipper:
             try:
                 self.ship()
             except RemoteError as exc:
-                _warn(f"The prediction log stays in {self.folder} for now: {exc.message}")
+                _warn(f"The {self.kind} log stays in {self.folder} for now: {exc.message}")
 
     def _loop(self) -> None:
         backoff = self.interval
@@ -221,8 +269,17 @@ class PredictionShipper:
         return sum(max(0, complete_size(p, LOG_WINDOW) - state.get(p.name, 0)) for p in self.folder.glob("*.jsonl"))
 
     def ship(self) -> None:
-        """Send every file's new complete lines, in batches, recording each acknowledged offset."""
+        """Send every file's new complete lines, in batches, recording each acknowledged offset. A
+        failures folder is announced first (an empty batch), so that the team server knows this
+        server logs its failures even before it has any (else its errors are "unknown")."""
+        if self._refusal.message:  # refused to a sibling shipper
+            self.refused = self._refusal.message
+            return
         state = self._state()
+        if self.kind == "failures" and not self._announced and self.folder.is_dir():
+            self._announced = self._send({"stream": f"{self._prefix}-announce", "offset": 0, "lines": ""}) is not None
+            if self.refused:
+                return
         for path in sorted(self.folder.glob("*.jsonl")):
             offset, size = state.get(path.name, 0), complete_size(path, LOG_WINDOW)
             while offset < size:
@@ -234,17 +291,25 @@ class PredictionShipper:
                     cut = len(chunk)
                 body = {"stream": f"{self._prefix}-{path.stem}", "offset": offset,
                         "lines": chunk[:cut].decode("utf-8", errors="replace")}  # fmt: skip
-                try:
-                    answer = self.client.request("POST", f"/models/{self.model}/predictions", json=body, ok=(409,))
-                except (PermissionDeniedError, RemoteValidationError) as exc:  # retrying would not help
-                    self.refused = exc.message
-                    _warn(f"{exc.message} Serving goes on; its prediction log stays in {self.folder}.")
+                acknowledged = self._send(body)
+                if acknowledged is None:
                     return
-                acknowledged = int(answer.json()["size"])
                 self.shipped += max(0, acknowledged - offset)
                 offset = acknowledged
                 state[path.name] = offset
                 _write_json_atomic(self.folder / SENT_FILE, state)
+
+    def _send(self, body: dict[str, Any]) -> int | None:
+        """POST one batch; the size the server has of its stream, or None when it refuses for good."""
+        try:
+            answer = self.client.request("POST", self.path, json=body, ok=(409,))
+        except (PermissionDeniedError, RemoteValidationError) as exc:  # retrying would not help
+            self.refused = exc.message
+            if self._refusal.refuse(exc.message):
+                _warn(f"{exc.message} Serving goes on; its prediction log stays in {self.spool / 'predictions'} "
+                      f"(its outcomes in {self.spool / 'outcomes'}).")
+            return None
+        return int(answer.json()["size"])
 
 
 def _client_id(spool: Path) -> str:
@@ -269,4 +334,4 @@ def _client_id(spool: Path) -> str:
     return made
 
 
-__all__ = ["ChangeFollower", "PredictionShipper", "RemoteSource"]
+__all__ = ["ChangeFollower", "LogShippers", "PredictionShipper", "Refusal", "RemoteSource"]
