@@ -28,6 +28,16 @@ def _stop_fork_servers_at_exit():
     shutil.rmtree(_RUNTIME_DIR, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def _no_lineage_between_tests():
+    """Snapshots read outside a run wait for the next interactive run (`tracking._pending_inputs`):
+    one test's reads must not become the lineage of another test's run in this process."""
+    yield
+    tracking = sys.modules.get("workbench.tracking")
+    if tracking is not None:
+        tracking._pending_inputs.clear()
+
+
 @pytest.fixture()
 def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A real workspace in tmp_path, used by the Python API and by child processes (env)."""

@@ -148,11 +148,12 @@ def test_status_file_says_what_is_served() -> None:
 
     slot = SimpleNamespace(parsed=SimpleNamespace(name="wine", alias="production"), follows_alias=True,
                            current=SimpleNamespace(version=SimpleNamespace(version=2)))  # fmt: skip
-    server = SimpleNamespace(slot=slot, ref="wine@production", url="http://127.0.0.1:8000", canary=(3, 0.1))
+    server = SimpleNamespace(slot=slot, ref="wine@production", url="http://127.0.0.1:8000", canary=(3, 0.1),
+                             shadow=SimpleNamespace(version=4))  # fmt: skip
     info = _status_info(server)  # type: ignore[arg-type]
-    assert {k: info[k] for k in ("model", "alias", "version", "canary", "ref")} == {
+    assert {k: info[k] for k in ("model", "alias", "version", "canary", "shadow", "ref")} == {
         "model": "wine", "alias": "production", "version": 2, "canary": {"version": 3, "fraction": 0.1},
-        "ref": "wine@production",
+        "shadow": 4, "ref": "wine@production",
     }  # fmt: skip
     assert info["pid"] == os.getpid() and info["started_at"]
 

@@ -145,11 +145,13 @@ def python(env: dict[str, str], script: str, *args: str, cwd: Path) -> str:
 
 def local_frames(tmp: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """What a workspace folder answers for the same data (the types the server's clients must match)."""
+    from workbench.snapshots.store import load
+
     ws = wb.init(tmp / ".workbench")
     try:
         wb.snapshot("people", FIRST)
         wb.snapshot("people", SECOND)
-        return wb.load_snapshot("people"), wb.sql(QUERY)
+        return load("people", ws=ws), wb.sql(QUERY)  # not wb.load_snapshot: no lineage for later runs
     finally:
         wb.use(None)
         del ws
