@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.bench_serving import FEATURES, _free_port
+from benchmarks.bench_serving import FEATURES, _free_port, percentiles_ms, stop_server
 from benchmarks.harness import Comparison, interleave, report_trial, run_trial
 
 MODULE = "benchmarks.bench_live"
@@ -126,14 +125,8 @@ def trial(case: str, workdir: str, seconds: str) -> None:
         latencies, delivered, elapsed, errors = _drive(float(seconds), send)
         shadow = httpx.get(f"{url}/metadata").json()["shadow"] or {}
     finally:
-        try:
-            os.killpg(server.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        server.wait(timeout=60)
-    ordered = sorted(latencies)
-    p50 = ordered[len(ordered) // 2] * 1000
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
+        stop_server(server)
+    p50, p99 = percentiles_ms(latencies)
     report_trial(elapsed, rps=len(latencies) / elapsed, per_s=delivered / elapsed, p50_ms=p50, p99_ms=p99,
                  errors=errors, shadow_dropped=shadow.get("dropped", 0),
                  shadow_predicted=shadow.get("predicted", 0))  # fmt: skip

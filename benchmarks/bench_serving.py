@@ -122,15 +122,24 @@ def trial(case: str, workdir: str, seconds: str) -> None:
             thread.join()
         elapsed = time.perf_counter() - begin
     finally:
-        try:
-            os.killpg(server.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        server.wait(timeout=30)
-    ordered = sorted(latencies)
-    p50 = ordered[len(ordered) // 2] * 1000
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
+        stop_server(server)
+    p50, p99 = percentiles_ms(latencies)
     report_trial(p50 / 1000, p50_ms=p50, p99_ms=p99, rps=len(latencies) / elapsed, errors=errors[0])
+
+
+def stop_server(server: subprocess.Popen, timeout: float = 60) -> None:
+    """SIGTERM the model server's process group (it was started in a session of its own) and wait."""
+    try:
+        os.killpg(server.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    server.wait(timeout=timeout)
+
+
+def percentiles_ms(latencies: list[float]) -> tuple[float, float]:
+    """p50 and p99 of latencies in seconds, in milliseconds."""
+    ordered = sorted(latencies)
+    return ordered[len(ordered) // 2] * 1000, ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
 
 
 def run(repeats: int = 3, seconds: float = 15.0) -> list[Comparison]:

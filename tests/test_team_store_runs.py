@@ -81,6 +81,13 @@ def served(tmp_path_factory, wine_frame):
     server.stop()
 
 
+def as_client(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, url: str, token: str) -> None:
+    """This test process as a client machine of the server: its token, its own cache and config."""
+    for name, value in client_env(tmp_path, url, token).items():
+        if name.startswith(("WORKBENCH_", "XDG_")):
+            monkeypatch.setenv(name, value)
+
+
 def test_a_client_reads_runs_exactly_as_the_folder_gives_them(served, tmp_path):
     root, server, token, ids, expected = served
     files = [tmp_path / name for name in ("ids.pkl", "reads.pkl", "out.pkl")]
@@ -107,10 +114,7 @@ def test_errors_from_the_server_read_as_local_ones(served, tmp_path, monkeypatch
     from workbench.errors import NotFoundError, ValidationError
     from workbench.remote import dispatch
 
-    monkeypatch.setenv("WORKBENCH_URL", server.url)
-    monkeypatch.setenv("WORKBENCH_TOKEN", token)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    as_client(monkeypatch, tmp_path, server.url, token)
     assert dispatch.remote_store() is not None
     with pytest.raises(NotFoundError, match="No run 20200101-000000-deadbeef"):
         wb.get_run("20200101-000000-deadbeef")
@@ -127,10 +131,7 @@ def test_errors_from_the_server_read_as_local_ones(served, tmp_path, monkeypatch
 
 def test_a_corrupted_cached_artifact_is_downloaded_again(served, tmp_path, monkeypatch):
     root, server, token, ids, _ = served
-    monkeypatch.setenv("WORKBENCH_URL", server.url)
-    monkeypatch.setenv("WORKBENCH_TOKEN", token)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    as_client(monkeypatch, tmp_path, server.url, token)
     path = wb.artifact_path(ids["curve"], "notes.txt")
     assert path.read_text() == "a curve" and oct(path.stat().st_mode & 0o777) == "0o600"
     path.write_text("tampered")
@@ -163,10 +164,7 @@ def test_the_runs_widget_lists_the_servers_runs(served, tmp_path, monkeypatch):
     root, server, token, ids, _ = served
     from workbench.widgets import RunTable
 
-    monkeypatch.setenv("WORKBENCH_URL", server.url)
-    monkeypatch.setenv("WORKBENCH_TOKEN", token)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    as_client(monkeypatch, tmp_path, server.url, token)
     monkeypatch.chdir(tmp_path)
     table = RunTable()
     assert set(table.shown_ids) == set(ids.values())

@@ -43,6 +43,20 @@ class BodyTooLargeError(ValidationError):
 # JSON
 
 
+def error_status(exc: WorkbenchError) -> int:
+    """The HTTP status of a user-facing error in both HTTP APIs: no such object 404, a body over the
+    limit 413, a catalog that stayed busy 503 (worth retrying), any other mistake of the caller 400."""
+    from workbench.errors import NotFoundError, StoreBusyError
+
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, BodyTooLargeError):
+        return 413
+    if isinstance(exc, StoreBusyError):
+        return 503
+    return 400
+
+
 def to_jsonable(value: Any) -> Any:
     """Plain JSON types from library results: NaN/NaT -> null, datetimes -> ISO text, numpy -> Python.
 

@@ -56,6 +56,7 @@ from workbench.httpapi import (  # noqa: F401  (shared with the team server; imp
     text_field,
     to_jsonable,
 )
+from workbench.httpapi import error_status as httpapi_error_status
 from workbench.workspace import DEFAULT_DIRNAME, ENV_HOME, Workspace, init_workspace
 
 if TYPE_CHECKING:
@@ -132,7 +133,7 @@ def not_on_server(fn: Callable[..., Any]) -> str | None:
 def error_status(exc: WorkbenchError) -> int:
     """The HTTP status of a user-facing error: the team server's refusals keep theirs (403 for its 401
     too: the lab's own login is fine, the server refused the token it was given), an unreachable or
-    failing server is a bad gateway; other mistakes are the client's (400, 404, 413)."""
+    failing server is a bad gateway; the rest as in the team server's API (`httpapi.error_status`)."""
     from workbench.remote.client import (
         AuthenticationError,
         PermissionDeniedError,
@@ -144,11 +145,7 @@ def error_status(exc: WorkbenchError) -> int:
         return 403
     if isinstance(exc, (ServerUnreachableError, ServerBusyError)):
         return 502
-    if isinstance(exc, NotFoundError):
-        return 404
-    if isinstance(exc, BodyTooLargeError):
-        return 413
-    return 400
+    return httpapi_error_status(exc)
 
 
 def lab_error_body(exc: WorkbenchError) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from workbench.blobs import sha256_file
 from workbench.errors import BlobIntegrityError
 from workbench.remote.client import Client
 
@@ -38,14 +39,6 @@ def is_sha256(text: object) -> bool:
     return isinstance(text, str) and len(text) == 64 and all(c in "0123456789abcdef" for c in text)
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as source:
-        while chunk := source.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def cached_download(client: Client, url_path: str, kind: str, sha256: str | None, label: str) -> Path:
     """The verified local copy of the file at `url_path` of the server (see the module doc).
 
@@ -57,7 +50,7 @@ def cached_download(client: Client, url_path: str, kind: str, sha256: str | None
     if sha256 is not None:
         cached = folder / sha256
         if cached.is_file():
-            if file_sha256(cached) == sha256:
+            if sha256_file(cached) == sha256:
                 return cached
             log.warning("The cached file %s of %s does not match its sha256; downloading it again.", cached, label)
             cached.unlink(missing_ok=True)

@@ -24,8 +24,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from workbench.errors import NotFoundError, StoreBusyError, WorkbenchError
-from workbench.httpapi import MAX_BODY_BYTES, BodyTooLargeError, error_body, to_jsonable
+from workbench.errors import WorkbenchError
+from workbench.httpapi import MAX_BODY_BYTES, error_body, error_status, to_jsonable
 from workbench.server.auth import Refused
 
 log = logging.getLogger("workbench.server")
@@ -38,16 +38,6 @@ def reply(data: Any, status: int = 200, json_safe: bool = False) -> JSONResponse
 
 def fail(status: int, message: str, hint: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": message, "hint": hint}, status_code=status, headers=headers)
-
-
-def _status_of(exc: WorkbenchError) -> int:
-    if isinstance(exc, NotFoundError):
-        return 404
-    if isinstance(exc, BodyTooLargeError):
-        return 413
-    if isinstance(exc, StoreBusyError):
-        return 503
-    return 400
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -68,7 +58,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(WorkbenchError)
     async def workbench_error(request: Request, exc: WorkbenchError) -> JSONResponse:
-        status = _status_of(exc)
+        status = error_status(exc)
         retry = {"Retry-After": "1"} if status == 503 else None
         return JSONResponse(error_body(exc), status_code=status, headers=retry)
 
