@@ -186,3 +186,63 @@ def test_the_server_indexes_what_its_reads_no_longer_do(ws):
                 time.sleep(0.05)
     finally:
         release(ws)
+
+
+SLOW_TRAIN = """
+import time
+import workbench as wb
+for step in range(steps):
+    wb.log_metric("loss", lr / (step + 1), step=step)
+    time.sleep(0.1)
+print("done")
+"""
+
+
+def test_server_killed_mid_sweep(tmp_path):
+    """A real `workbench sweep` from a client: kill -9 the server while its runs log, restart it on the
+    same port; the runs finish syncing from their spools, every step arrives once, the sweep is
+    recorded as finished, and doctor is clean."""
+    from conftest import write_notebook
+    from test_team_logging import client_env
+
+    server = new_server(tmp_path)
+    port = int(server.url.rsplit(":", 1)[1])
+    laptop = tmp_path / "laptop"
+    laptop.mkdir()
+    nb = write_notebook(laptop / "train.ipynb", "lr = 0.1\nsteps = 60", SLOW_TRAIN)
+    env = {**client_env(laptop, server.url, server.tokens["ed"]), "WORKBENCH_SYNC_TIMEOUT": "120"}
+    sweep = subprocess.Popen([str(VENV_BIN / "workbench"), "sweep", str(nb), "--grid", "lr=0.1,0.2", "--parallel",
+                              "2", "--experiment", "killed", "--json"], cwd=laptop, env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # until both runs are logging on the server
+            with server.client("vera") as http:
+                runs = http.get("/api/v1/runs", params={"experiment": "killed"}).json()
+            if len(runs) == 2 and all(r["status"] == "running" for r in runs):
+                break
+            assert sweep.poll() is None and time.monotonic() < deadline, (runs, sweep.poll())
+            time.sleep(0.2)
+        os.killpg(server.proc.pid, signal.SIGKILL)
+        server.proc.wait(timeout=10)
+        time.sleep(2.0)  # the notebooks log on, into the spool
+        restarted = start_server(server.home, port)
+        restarted.tokens = server.tokens
+        server = restarted
+        out, err = sweep.communicate(timeout=300)
+        assert sweep.returncode == 0, out + err
+        result = json.loads(out)
+        with server.client("vera") as http:
+            for row in result["runs"]:
+                run = http.get(f"/api/v1/runs/{row['run_id']}").json()
+                history = http.get("/api/v1/metric-history", params={"key": "loss", "run_id": row["run_id"]}).json()
+                assert run["status"] == "finished" and run["creator"] == "ed", run
+                assert history["step"] == list(range(60)), history["step"]  # every step, once
+            recorded = http.get(f"/api/v1/sweeps/{result['sweep_id']}").json()
+        assert recorded["status"] == "finished", recorded
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+        server.stop()
+    assert_clean_log(server)
+    assert all(check["severity"] == "ok" for check in doctor(server))
