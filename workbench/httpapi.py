@@ -220,13 +220,18 @@ def int_text(name: str, text: str | None, default: int, minimum: int = 0, maximu
 # The runs query
 
 
+def split_values(values: Sequence[str]) -> list[str]:
+    """The values of a repeatable query argument, each occurrence also a comma-separated list (`a,b`)."""
+    return [item for value in values for item in value.split(",") if item]
+
+
 def runs_request(experiment: Sequence[str] = (), filter: str | None = None, order_by: Sequence[str] = (),
                  limit: str | None = None, status: str | None = None,
                  format: str | None = None) -> tuple[dict[str, Any], str]:  # fmt: skip
     """The arguments of `runs()` and the answer's shape ("records" or "columns") from the query
     arguments of a runs request (each repeatable one as the list of its values; `experiment=a,b`
     counts as two), checked: the same parameters and messages in both HTTP APIs."""
-    experiments = [e for arg in experiment for e in arg.split(",") if e]
+    experiments = split_values(experiment)
     order = [o for o in order_by if o.strip()]
     count = int_text("limit", limit, DEFAULT_RUNS_LIMIT, 0, MAX_RUNS_LIMIT)
     shape = format or "records"

@@ -37,22 +37,15 @@ class RunsStore:
                     order_by: str | list[str] | None = None, limit: int | None = None, status: str | None = None,
                     include_min_max: bool = False) -> pd.DataFrame:  # fmt: skip
         """`runs.query.runs` on the server."""
-        from workbench.errors import ValidationError
         from workbench.httpapi import MAX_RUNS_LIMIT
+        from workbench.runs.query import check_limit
 
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-            raise ValidationError(f"limit must be a non-negative integer, not {limit!r}.")
+        check_limit(limit)
         most = MAX_RUNS_LIMIT if limit is None else min(limit, MAX_RUNS_LIMIT)
-        params: list[tuple[str, Any]] = [("format", "columns"), ("limit", most)]
-        params += [("experiment", e) for e in _listed(experiment, "experiment")]
-        params += [("order_by", o) for o in _listed(order_by, "order_by")]
-        if filter is not None:
-            params.append(("filter", filter))
-        if status is not None:
-            params.append(("status", status))
-        if include_min_max:
-            params.append(("min_max", "true"))
-        frame = self._runs_frame(params)
+        arguments = {"experiment": _listed(experiment, "experiment"), "filter": filter,
+                     "order_by": _listed(order_by, "order_by"), "limit": most, "status": status,
+                     "include_min_max": include_min_max}  # fmt: skip
+        frame = self._runs_frame(arguments)
         if (limit is None or limit > MAX_RUNS_LIMIT) and len(frame) == MAX_RUNS_LIMIT:
             warnings.warn(f"The server answers at most {MAX_RUNS_LIMIT:,} runs a query; narrow it with filter= or "
                           "experiment= to see the others.", stacklevel=3)  # fmt: skip
@@ -62,23 +55,11 @@ class RunsStore:
         """`runs.query.runs_by_id` on the server."""
         from workbench.runs.query import _checked_ids
 
-        ids = _checked_ids(run_ids)
-        params: list[tuple[str, Any]] = [("format", "columns"), *(("run_id", run_id) for run_id in ids)]
-        if include_min_max:
-            params.append(("min_max", "true"))
-        return self._runs_frame(params)
+        return self._runs_frame({"run_ids": _checked_ids(run_ids), "include_min_max": include_min_max})
 
     def runs_answer_json(self, arguments: dict[str, Any], shape: str) -> str:
         """The server's JSON answer to a runs request, as it came (the lab's runs table passes it on)."""
-        params: list[tuple[str, Any]] = [("format", shape)]
-        for key, value in arguments.items():
-            if key == "run_ids":
-                params += [("run_id", run_id) for run_id in value]
-            elif key == "include_min_max":
-                params += [("min_max", "true")] if value else []
-            elif value is not None:
-                params += [(key, item) for item in (value if isinstance(value, list) else [value])]
-        return self.client.request("GET", "/runs", params=params).text
+        return self.client.request("GET", "/runs", params=_query(arguments, shape)).text
 
     def experiments_summary(self) -> list[dict[str, Any]]:
         """`runs.query.experiments_summary` on the server (`last_run_at` as a datetime)."""
@@ -89,8 +70,8 @@ class RunsStore:
             row["last_run_at"] = datetime.fromisoformat(row["last_run_at"]) if row.get("last_run_at") else None
         return rows
 
-    def _runs_frame(self, params: list[tuple[str, Any]]) -> pd.DataFrame:
-        answer = json.loads(self.client.request("GET", "/runs", params=params).content)
+    def _runs_frame(self, arguments: dict[str, Any]) -> pd.DataFrame:
+        answer = json.loads(self.client.request("GET", "/runs", params=_query(arguments, "columns")).content)
         return runs_frame(answer)
 
     # -- one run
@@ -163,6 +144,20 @@ class RunsStore:
     def read_executed_notebook(self, run: Run | str) -> bytes:
         """`runs.store.read_executed_notebook` on the server's copy."""
         return self.executed_notebook_path(run).read_bytes()
+
+
+def _query(arguments: dict[str, Any], shape: str) -> list[tuple[str, Any]]:
+    """The query parameters of `GET /runs` for the keyword arguments of `runs()` / `runs_by_id()` (as
+    `httpapi.runs_request` reads them back): repeated keys for lists, `run_id` per id, `min_max`."""
+    params: list[tuple[str, Any]] = [("format", shape)]
+    for key, value in arguments.items():
+        if key == "run_ids":
+            params += [("run_id", run_id) for run_id in value]
+        elif key == "include_min_max":
+            params += [("min_max", "true")] if value else []
+        elif value is not None:
+            params += [(key, item) for item in (value if isinstance(value, list) else [value])]
+    return params
 
 
 def _listed(value: str | list[str] | None, name: str) -> list[str]:

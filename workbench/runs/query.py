@@ -266,6 +266,12 @@ def _normalise_experiments(experiment: str | list[str] | None) -> list[str] | No
     return list(items)
 
 
+def check_limit(limit: object) -> None:
+    """`limit` of `runs()` (here and on a team server's client): None or a non-negative integer."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise ValidationError(f"limit must be a non-negative integer, not {limit!r}.")
+
+
 @remote_capable("search_runs")
 @cached_read(frame_copies, indexes_runs=True)  # warm polls (Lab, widgets) skip the catalog while it is unchanged
 def runs(
@@ -292,8 +298,7 @@ def runs(
     experiments = _normalise_experiments(experiment)
     if status is not None and not isinstance(status, str):
         raise ValidationError("status must be a string such as 'finished'.")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-        raise ValidationError(f"limit must be a non-negative integer, not {limit!r}.")
+    check_limit(limit)
     select = build_select(node, order, experiments=experiments, status=status, limit=limit)
     index_runs(ws)
     with connect(ws) as con:

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from workbench.errors import ValidationError, WorkbenchError
-from workbench.httpapi import error_body, runs_answer_json, runs_request
+from workbench.httpapi import error_body, runs_answer_json, runs_request, split_values
 from workbench.runs.ids import check_run_id
 from workbench.server.auth import requires, workspace
 from workbench.server.responses import reply
@@ -35,7 +35,7 @@ def list_runs(
     with `format=columns`. The same parameters and error messages as the JupyterLab runs table."""
     arguments, shape = runs_request(experiment, filter, order_by, limit, status, format)
     if run_id:
-        arguments = {"run_ids": [i for arg in run_id for i in arg.split(",") if i]}
+        arguments = {"run_ids": split_values(run_id)}
     if min_max:
         arguments["include_min_max"] = True
     return Response(runs_answer_json(arguments, shape, ws), media_type="application/json")
@@ -56,7 +56,7 @@ def metric_counts(
     """For each metric of these runs, the most points (steps) any one of them logged."""
     from workbench.runs.query import metric_point_counts
 
-    return reply(metric_point_counts([i for arg in run_id for i in arg.split(",") if i], ws))
+    return reply(metric_point_counts(split_values(run_id), ws))
 
 
 @router.get("/metric-history", dependencies=[Depends(requires(VIEWER, "reading runs"))])
@@ -68,8 +68,7 @@ def metric_history(
     """Every logged point of metric `key` of these runs, column by column: run_id, step, value."""
     from workbench.runs.store import metric_history
 
-    ids = [i for arg in run_id for i in arg.split(",") if i]
-    frame = metric_history(ids, key, ws)
+    frame = metric_history(split_values(run_id), key, ws)
     return reply({name: frame[name].tolist() for name in ("run_id", "step", "value")})
 
 
