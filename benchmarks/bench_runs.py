@@ -26,6 +26,18 @@ score = LogisticRegression(C=C, max_iter=2000).fit(X, y).score(X, y)
 """
 
 
+def mlflow_log_batch(run_id: str, n: int) -> None:
+    """`n` step metrics into MLflow run `run_id` with `log_batch`, 1,000 points a call (its limit)."""
+    import mlflow
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    client = mlflow.tracking.MlflowClient()
+    metrics = [Metric("loss", 1.0 / (step + 1), now, step) for step in range(n)]
+    for chunk in range(0, n, 1000):
+        client.log_batch(run_id, metrics=metrics[chunk : chunk + 1000])
+
+
 def write_notebook(folder: Path) -> Path:
     """The small scikit-learn notebook both sides execute (a `parameters` cell + training)."""
     import nbformat
@@ -81,7 +93,6 @@ def trial(case: str, workdir: str, count: str) -> None:
         extra["logged"] = len(wb.metric_history(run_id, "loss"))
     elif case in ("mlflow_loop", "mlflow_batch"):
         import mlflow
-        from mlflow.entities import Metric
 
         mlflow.set_tracking_uri(f"sqlite:///{work / 'mlflow.db'}")
         mlflow.set_experiment("bench")
@@ -91,11 +102,7 @@ def trial(case: str, workdir: str, count: str) -> None:
                 for step in range(n):
                     mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
             else:
-                now = int(time.time() * 1000)
-                client = mlflow.tracking.MlflowClient()
-                metrics = [Metric("loss", 1.0 / (step + 1), now, step) for step in range(n)]
-                for chunk in range(0, n, 1000):
-                    client.log_batch(active.info.run_id, metrics=metrics[chunk : chunk + 1000])
+                mlflow_log_batch(active.info.run_id, n)
     else:
         raise SystemExit(f"unknown case {case}")
     seconds = time.perf_counter() - start

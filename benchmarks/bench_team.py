@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from benchmarks.bench_runs import mlflow_log_batch
 from benchmarks.harness import Comparison, Series, Trial, interleave, report_trial, run_trial
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the load the tests put on a server
@@ -96,20 +97,27 @@ def new_workspace(home: Path) -> dict[str, str]:
 
 
 @contextmanager
-def workbench_server(home: Path) -> Iterator[str]:
-    """`workbench server` on `home` (a free port), until the block ends: its URL."""
-    port = _free_port()
-    log = home.parent / f"server-{port}.log"
+def _serving(command: list[str], cwd: Path, log: Path, port: int) -> Iterator[tuple[str, Path]]:
+    """`command` (a server on loopback `port`, in a session of its own) until the block ends, once it
+    answers; its URL and log."""
     with open(log, "ab") as out:
-        proc = subprocess.Popen([str(VENV_BIN / "workbench"), "server", "--home", str(home), "--port", str(port)],
-                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=clean_env(),
-                                start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=clean_env(), start_new_session=True)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, proc, log)
-        yield url
+        yield url, log
     finally:
         _stop(proc)
+
+
+@contextmanager
+def workbench_server(home: Path) -> Iterator[str]:
+    """`workbench server` on `home` (a free port), until the block ends: its URL."""
+    port = _free_port()
+    command = [str(VENV_BIN / "workbench"), "server", "--home", str(home), "--port", str(port)]
+    with _serving(command, home.parent, home.parent / f"server-{port}.log", port) as (url, log):
+        yield url
     text = log.read_text()
     if "Traceback" in text or "ERROR" in text:
         raise RuntimeError(f"the server logged an error:\n{text[-4000:]}")
@@ -120,17 +128,9 @@ def mlflow_server(folder: Path) -> Iterator[str]:
     """`mlflow server` with its default store (in `folder`, its working directory) on loopback."""
     folder.mkdir(parents=True, exist_ok=True)
     port = _free_port()
-    log = folder / "mlflow-server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port)],
-                                cwd=folder, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=clean_env(), start_new_session=True)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc, log)
+    command = [str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port)]
+    with _serving(command, folder, folder / "mlflow-server.log", port) as (url, _log):
         yield url
-    finally:
-        _stop(proc)
 
 
 # --------------------------------------------------------------------------------------------
@@ -167,7 +167,6 @@ def trial_wb_remote(url: str, token: str, count: str, workdir: str) -> None:
 def trial_mlflow(case: str, url: str, count: str, limit: str) -> None:
     """One MLflow client: `count` step metrics by `log_metric` (stopped after `limit` s) or `log_batch`."""
     import mlflow
-    from mlflow.entities import Metric
 
     n, limit_s = int(count), float(limit)
     mlflow.set_tracking_uri(url)
@@ -182,11 +181,7 @@ def trial_mlflow(case: str, url: str, count: str, limit: str) -> None:
                 if time.perf_counter() - start > limit_s:
                     break
         else:
-            now = int(time.time() * 1000)
-            client = mlflow.tracking.MlflowClient()
-            metrics = [Metric("loss", 1.0 / (step + 1), now, step) for step in range(n)]
-            for chunk in range(0, n, 1000):
-                client.log_batch(active.info.run_id, metrics=metrics[chunk : chunk + 1000])
+            mlflow_log_batch(active.info.run_id, n)
             done = n
     seconds = time.perf_counter() - start
     report_trial(min(seconds, limit_s) if done < n else seconds, logged=done, elapsed=seconds)
