@@ -10,7 +10,7 @@ import typer
 from workbench.cli.app import JsonOption, app, console, err_console, print_json
 
 if TYPE_CHECKING:
-    from workbench.remote.sender import SpoolCleaning
+    from workbench.remote.spool_cleaning import SpoolCleaning
 
 CONNECT_HINT = "Log in with 'workbench login URL', or set WORKBENCH_URL and WORKBENCH_TOKEN."
 
@@ -87,7 +87,8 @@ def sync_cmd(
     from workbench.cli.tables import print_table
     from workbench.errors import WorkbenchError
     from workbench.remote.config import resolve
-    from workbench.remote.sender import clean_spool, sender_for, spool_workspace, sync_state
+    from workbench.remote.sender import sender_for, spool_workspace, sync_state
+    from workbench.remote.spool_cleaning import clean_spool
 
     remote = resolve()
     if remote is None:
