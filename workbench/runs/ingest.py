@@ -3,7 +3,8 @@
 Writers never touch the catalog on the hot path: they append to `runs/<id>/events.jsonl` and
 touch a marker `pending/<id>`. Whoever next needs fresh data (the runner at the end of a run,
 the CLI, the REST API, a query) calls `ingest_pending`, which re-reads only the marked runs and
-replaces their rows in one short transaction. A marker is removed once its run is final and
+replaces their rows in one short transaction (on a catalog held open, as the team server holds it,
+a run indexed before gets only what it appended since: `ingest_delta`). A marker is removed once its run is final and
 fully ingested, so the cost stays proportional to active runs, not to history. Ingestion is
 idempotent, and `ingest_all` rebuilds the run tables from the folders alone.
 """
@@ -14,21 +15,22 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import duckdb
 
 from workbench.catalog import transaction
 from workbench.errors import StoreBusyError
 from workbench.permissions import make_dir, open_for_append
-from workbench.runs.events import EVENTS_FILE, EventWriter, heartbeat_age, now_iso, read_events, run_dir
+from workbench.runs.events import EVENTS_FILE, EventWriter, heartbeat_age, now_iso, parse_events, read_events, run_dir
 from workbench.workspace import Workspace
 
 if TYPE_CHECKING:  # pandas is imported where frames are built: a notebook's first log call does not need it
     import pandas as pd
 
+T = TypeVar("T")
 FINAL_STATUSES = ("finished", "failed", "killed")
 #: In a run folder: the run is logged by a remote client through the team server (`runs.receive`).
 RECEIPT_FILE = "received.json"
@@ -71,7 +73,7 @@ def writer_for(ws: Workspace, run_id: str) -> EventWriter:
     return EventWriter(run_dir(ws, run_id) / EVENTS_FILE, on_flush=lambda: mark_pending(ws, run_id))
 
 
-def _parse_time(value: Any) -> datetime | None:
+def parse_time(value: Any) -> datetime | None:
     return datetime.fromisoformat(value) if isinstance(value, str) else None
 
 
@@ -122,10 +124,16 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def _metric_columns(folded: list[dict[str, Any]]) -> dict[str, Any]:
+def param_row(run_id: str, key: str, value: Any) -> tuple[str, str, str, float | None, str]:
+    """A run_params row: the value as JSON, its numeric view (None if not a number) and its text."""
+    text = value if isinstance(value, str) else json.dumps(value)
+    return (run_id, key, json.dumps(value), _number(value), text)
+
+
+def metric_columns(folded: list[dict[str, Any]]) -> dict[str, Any]:
     """The run_metrics rows of folded runs as columns, built a column at a time rather than a row at
     a time (a run may log millions of points). Values and times are converted as `_number` and
-    `_parse_time` convert them one by one; a NaN value is stored as NULL, as pandas' float columns
+    `parse_time` convert them one by one; a NaN value is stored as NULL, as pandas' float columns
     always stored it."""
     run_ids: list[str] = []
     keys: list[str] = []
@@ -145,7 +153,7 @@ def _metric_columns(folded: list[dict[str, Any]]) -> dict[str, Any]:
     if not all(type(v) is float for v in values):  # anything but what wb.log_metric writes
         values = [_number(v) for v in values]
     parse = datetime.fromisoformat
-    logged_at = [parse(t) if isinstance(t, str) else None for t in times]  # as _parse_time, inlined
+    logged_at = [parse(t) if isinstance(t, str) else None for t in times]  # as parse_time, inlined
     return {"run_id": run_ids, "key": keys, "step": steps, "value": values, "logged_at": logged_at}
 
 
@@ -157,17 +165,15 @@ def _frames(folded: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
         run = dict(item["run"])
         run_id = run["run_id"]
         for key in ("created_at", "started_at", "ended_at"):
-            run[key] = _parse_time(run.get(key))
+            run[key] = parse_time(run.get(key))
         for key in ("packages", "error"):
             run[key] = json.dumps(run[key]) if run.get(key) is not None else None
         runs.append(run)
-        for key, value in item["params"].items():
-            text = value if isinstance(value, str) else json.dumps(value)
-            params.append((run_id, key, json.dumps(value), _number(value), text))
+        params += [param_row(run_id, key, value) for key, value in item["params"].items()]
         tags += [(run_id, k, v) for k, v in item["tags"].items()]
         artifacts += [
             (run_id, a["name"], a["kind"], a["blob"], a.get("size"), json.dumps(a.get("meta")),
-             _parse_time(a.get("at")))
+             parse_time(a.get("at")))
             for a in item["artifacts"].values()
         ]  # fmt: skip
         inputs += [(run_id, name, version) for name, version in item["inputs"]]
@@ -178,7 +184,7 @@ def _frames(folded: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
     return {
         "runs": pd.DataFrame(runs, columns=list(_RUN_COLUMNS)),
         "run_params": frame(params, ["run_id", "key", "value", "value_num", "value_text"]),
-        "run_metrics": pd.DataFrame(_metric_columns(folded)),
+        "run_metrics": pd.DataFrame(metric_columns(folded)),
         "run_tags": frame(tags, ["run_id", "key", "value"]),
         "run_artifacts": frame(artifacts, ["run_id", "name", "kind", "blob", "size", "meta", "logged_at"]),
         "run_inputs": frame(inputs, ["run_id", "snapshot_name", "snapshot_version"]),
@@ -186,8 +192,16 @@ def _frames(folded: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
 
 
 def ingest_runs(ws: Workspace, run_ids: list[str]) -> list[str]:
-    """Replace the catalog rows of `run_ids` with what their event files say; return final ones."""
-    folded, sizes, final, settled = [], [], [], []
+    """Bring the catalog rows of `run_ids` up to what their event files say; return final ones.
+
+    A run the catalog indexed before, on a catalog held open, gets only what was appended since
+    (`ingest_delta`); any other run is folded from its whole file and its rows replaced.
+    """
+    from workbench.runs import ingest_delta
+
+    settled: list[str] = []
+    deltas: list[ingest_delta.Delta] = []
+    whole: list[str] = []
     indexed = _indexed(ws, run_ids)
     for run_id in run_ids:
         path = run_dir(ws, run_id) / EVENTS_FILE
@@ -195,11 +209,38 @@ def ingest_runs(ws: Workspace, run_ids: list[str]) -> list[str]:
             size = path.stat().st_size
         except FileNotFoundError:
             continue
-        if run_id in indexed and indexed[run_id][0] >= size:  # nothing new: not read again
-            if indexed[run_id][1] in FINAL_STATUSES:
-                settled.append(run_id)
+        if run_id in indexed:
+            done, status = indexed[run_id]
+            if done >= size:  # nothing new: not read again
+                if status in FINAL_STATUSES:
+                    settled.append(run_id)
+                continue
+            tail = ingest_delta.read_tail(path, done)
+            delta = ingest_delta.fold_delta(run_id, done, tail[1], tail[0]) if tail else None
+            if delta is not None:
+                if delta.size > done:  # else only part of a line is new: the next pass reads it whole
+                    deltas.append(delta)
+                continue
+        whole.append(run_id)
+    final: list[str] = []
+    if deltas:
+        statuses, stale = _with_retries(lambda: ingest_delta.apply_deltas(ws, deltas))
+        final += [run_id for run_id, status in statuses.items() if status in FINAL_STATUSES]
+        whole += [delta.run_id for delta in stale]
+    return settled + final + _ingest_whole(ws, whole)
+
+
+def _ingest_whole(ws: Workspace, run_ids: list[str]) -> list[str]:
+    """Fold each run's whole event file and replace its rows; return the final ones written."""
+    folded, sizes, final = [], [], []
+    for run_id in run_ids:
+        path = run_dir(ws, run_id) / EVENTS_FILE
+        try:  # read once: the size recorded is exactly what was folded (a delta continues from it)
+            data = path.read_bytes()
+        except FileNotFoundError:
             continue
-        item = fold(read_events(path))
+        size = len(data)
+        item = fold(parse_events(data))
         if item is None:
             continue
         folded.append(item)
@@ -207,19 +248,24 @@ def ingest_runs(ws: Workspace, run_ids: list[str]) -> list[str]:
         if item["run"]["status"] in FINAL_STATUSES:
             final.append(run_id)
     if not folded:
-        return settled
+        return []
     frames = _frames(folded)
     ids = [rid for rid, _ in sizes]
+    written = _with_retries(lambda: _replace_rows(ws, ids, folded, frames, sizes))
+    return [run_id for run_id in final if run_id in written]
+
+
+def _with_retries(write: Callable[[], T]) -> T:
+    """`write()`, again after a DuckDB IO error (seen rarely under heavy multi-process load; every
+    indexing write is idempotent); one that outlasts the retries is a busy store to callers."""
     for attempt in range(IO_RETRIES):
         try:
-            written = _replace_rows(ws, ids, folded, frames, sizes)
-            final = [run_id for run_id in final if run_id in written]
-            break
-        except duckdb.IOException as exc:  # seen rarely under heavy multi-process load; idempotent, so retry
-            if attempt == IO_RETRIES - 1:  # a conflict that outlasted the retries: busy, as far as callers care
+            return write()
+        except duckdb.IOException as exc:
+            if attempt == IO_RETRIES - 1:
                 raise StoreBusyError(f"Could not index runs in the catalog: {exc}", "Run 'workbench doctor'.") from exc
             time.sleep(0.1 * (attempt + 1))
-    return settled + final
+    raise AssertionError("unreachable")
 
 
 def _indexed(ws: Workspace, run_ids: list[str]) -> dict[str, tuple[int, str | None]]:
@@ -279,7 +325,7 @@ def _replace_rows(ws: Workspace, ids: list[str], folded: list[dict[str, Any]], f
         else:
             con.register("__wb_ids", pd.DataFrame({"run_id": ids}))
             match, args = "run_id IN (SELECT run_id FROM __wb_ids)", []
-        _audit_transitions(con, folded, {run_id: status for run_id, _, status in state if status is not None})
+        audit_transitions(con, folded, {run_id: status for run_id, _, status in state if status is not None})
         for table in RUN_TABLES:
             con.execute(f"DELETE FROM {table} WHERE {match}", args)
         for table, frame in frames.items():
@@ -290,7 +336,7 @@ def _replace_rows(ws: Workspace, ids: list[str], folded: list[dict[str, Any]], f
                 con.unregister("__wb_rows")
         if len(frames["run_metrics"]):
             con.execute(
-                "INSERT INTO run_metric_summary SELECT run_id, key, arg_max(value, step), min(value), max(value), "
+                "INSERT INTO run_metric_summary SELECT run_id, key, arg_max_null(value, step), min(value), max(value), "
                 f"max(step), count(*) FROM run_metrics WHERE {match} GROUP BY run_id, key",
                 args,
             )
@@ -308,7 +354,7 @@ def _replace_rows(ws: Workspace, ids: list[str], folded: list[dict[str, Any]], f
     return set(ids)
 
 
-def _audit_transitions(con: Any, folded: list[dict[str, Any]], known: dict[str, str]) -> None:
+def audit_transitions(con: Any, folded: list[dict[str, Any]], known: dict[str, str]) -> None:
     """One audit entry when a run is first seen started and one when it is first seen final.
 
     Runs never write the catalog while they work, so their transitions are audited here, when
@@ -325,11 +371,11 @@ def _audit_transitions(con: Any, folded: list[dict[str, Any]], known: dict[str, 
         details = {"experiment": run["experiment"], "notebook": run.get("notebook"), "kind": run.get("kind")}
         if run.get("started_at") and before in (None, "queued"):
             audit.record(con, "run.started", target, details, actor=run.get("creator"),
-                         occurred_at=_parse_time(run["started_at"]))  # fmt: skip
+                         occurred_at=parse_time(run["started_at"]))  # fmt: skip
         if now in FINAL_STATUSES and before not in FINAL_STATUSES:
             action = "run.finished" if now == "finished" else f"run.{now}"
             audit.record(con, action, target, {**details, "duration_s": run.get("duration_s")},
-                         actor=run.get("creator"), occurred_at=_parse_time(run.get("ended_at")))  # fmt: skip
+                         actor=run.get("creator"), occurred_at=parse_time(run.get("ended_at")))  # fmt: skip
 
 
 def _alive(pid: int | None, host: str | None) -> bool:
@@ -369,7 +415,7 @@ def _reap_if_dead(ws: Workspace, run_id: str) -> None:
     if _alive(run.get("pid"), run.get("host")) and (age is None or age < 10 * limit):
         return  # alive: queued behind others, or busy in a long cell without heartbeats
     writer = writer_for(ws, run_id)
-    started = _parse_time(run.get("started_at") or run.get("created_at"))
+    started = parse_time(run.get("started_at") or run.get("created_at"))
     writer.emit(
         "end",
         status="killed",
