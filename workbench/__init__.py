@@ -105,6 +105,8 @@ _EXPORTS: dict[str, str] = {
     "GuardPolicy": "workbench.governance.autorollback:GuardPolicy",
     # audit
     "audit_log": "workbench.audit:entries",
+    # importing history from other tools
+    "import_mlflow": "workbench.importers.mlflow:import_mlflow",
 }
 
 #: subpackage that is also a documented function alias -> the public name calling it runs

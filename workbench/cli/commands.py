@@ -4,6 +4,7 @@ from workbench.cli import (  # noqa: F401
     demo_cmds,
     doctor_cmds,
     governance_cmds,
+    import_cmds,
     model_cmds,
     remote_cmds,
     run_cmds,
