@@ -3,6 +3,7 @@
 from workbench.cli import (  # noqa: F401
     demo_cmds,
     doctor_cmds,
+    export_cmds,
     governance_cmds,
     import_cmds,
     model_cmds,

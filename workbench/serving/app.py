@@ -43,6 +43,7 @@ from workbench.errors import WorkbenchError
 from workbench.serving.inputs import MAX_BODY_BYTES, MAX_ROWS, Conformed, InputError, conform, parse_body
 from workbench.serving.models import LoadedModel, ModelSlot, Shadow
 from workbench.serving.predlog import PredictionLogger
+from workbench.serving.prometheus.gauges import MonitorGauges
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 #: Bodies up to this size (for a model with a schema) are handled on the event loop, larger ones in a
@@ -83,6 +84,9 @@ def key_share(key: str, model_name: str) -> float:
 
 
 class ServerMetrics:
+    """What /metrics exports (besides `MonitorGauges`): the alert rules and the Grafana dashboard in
+    `serving/prometheus` and the table in docs/operations.md name these metrics and labels."""
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter("workbench_requests", "Prediction requests", ["version", "status"],
@@ -269,6 +273,8 @@ def create_app(
     `log_proba`: log a classifier's probabilities with each prediction (when `logger` is given)."""
     app = FastAPI(title="Workbench model server", docs_url=None, redoc_url=None, openapi_url=None)
     metrics = ServerMetrics()
+    if logger is not None:  # drift and live quality come from the prediction log: gauges computed off the scrape
+        metrics.registry.register(MonitorGauges(slot.ws, slot.parsed.name, lambda: [slot.current.version.version]))
     app.state.metrics = metrics
     app.state.canary = canary  # the guard stops a canary significantly worse than production (its fraction)
     expected = f"Bearer {token}".encode() if token else None
