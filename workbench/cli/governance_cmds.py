@@ -136,15 +136,32 @@ def pipeline_run_cmd(
     if_changed: bool = typer.Option(False, "--if-changed", help="Only if its trigger fired: a new snapshot "
                                     "version, or a live metric confidently past its threshold."),
     file: Optional[str] = FileOption,
+    junit: Optional[Path] = typer.Option(None, "--junit", metavar="FILE", help="Also write a JUnit XML report "
+                                         "(a test case per step and for the promotion), whatever the outcome."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Run a pipeline end to end: its steps as tracked runs, then the promotion (exit 1 if it failed)."""
+    """Run a pipeline end to end: its steps as tracked runs, then the promotion.
+
+    Exit code 0 when it finished (also when the gates sent the model to the fallback alias) or
+    its trigger did not fire, 1 when the run failed (a step, a missing input snapshot), 2 when the
+    gates refused the promotion (no fallback alias) or it could not start (bad name or file)."""
+    from workbench.errors import WorkbenchError
+    from workbench.governance import junit as reports
     from workbench.governance.pipelines import run_pipeline
 
-    result = run_pipeline(name, if_changed, file=file, ws=workspace_or_server())
+    if junit:
+        reports.check_report_path(junit)
+    try:
+        result = run_pipeline(name, if_changed, file=file, ws=workspace_or_server())
+    except WorkbenchError as exc:
+        if junit:
+            reports.write_junit(junit, reports.junit_error_report(name, exc))
+        raise
+    if junit:
+        reports.write_junit(junit, reports.junit_report(result))
     _print_result(result, as_json)
     if result.status == "failed":
-        raise typer.Exit(1)
+        raise typer.Exit(2 if result.promotion and result.promotion.status == "refused" else 1)
 
 
 @app.command("watch")

@@ -19,6 +19,10 @@ versions once, at the start, so every step sees the same data. The last step's s
 promoted to `alias`; if the model's gates refuse, it is registered and moved to
 `fallback_alias` instead, with the refusal as the reason.
 
+The result records every declared step and the promotion as it went: finished, failed (with the
+error and the failing cell), refused (the gates' verdicts), or skipped (not reached), each with
+its duration: what a CI report needs (`workbench.governance.junit`), and what the audit entry keeps.
+
 Each pipeline run ends with one audit entry (`pipeline.finished` or `pipeline.failed`, target
 `pipeline:<name>`) holding the snapshot versions it used. That entry is also the trigger state
 for `--if-changed`: the audit log is already shared by every process of the workspace,
@@ -37,6 +41,9 @@ This module runs pipelines; the file is parsed and checked by `workbench.governa
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,11 +59,24 @@ UPSTREAM_PARAM = "upstream_run"
 
 @dataclass
 class StepResult:
+    """A notebook step, or the promotion (`PipelineResult.promotion`, with no notebook)."""
+
     label: str
     notebook: str
     run_ids: list[str]
     selected: str | None
     sweep_id: str | None = None
+    status: str = "finished"  # finished | failed | refused (promotion: gates said no) | skipped (not reached)
+    seconds: float = 0.0
+    error: dict[str, Any] | None = None  # message, hint; a failed run's ename/evalue/cell_index/traceback; gates
+
+
+class _StepFailed(WorkbenchError):
+    """A step whose runs all failed; carries the first run's recorded error for the step's record."""
+
+    def __init__(self, message: str, hint: str | None, run_error: dict[str, Any]) -> None:
+        super().__init__(message, hint)
+        self.run_error = run_error
 
 
 @dataclass
@@ -65,7 +85,9 @@ class PipelineResult:
     pipeline_run: str | None
     status: str  # finished | failed | skipped
     inputs: dict[str, str] = field(default_factory=dict)  # snapshot name -> ref used
-    steps: list[StepResult] = field(default_factory=list)
+    steps: list[StepResult] = field(default_factory=list)  # every declared step, once the run was decided
+    promotion: StepResult | None = None  # when the pipeline declares `promote`
+    seconds: float = 0.0
     selected_run: str | None = None
     promoted: dict[str, Any] | None = None
     message: str = ""
@@ -177,29 +199,67 @@ def run_pipeline(
     if if_changed:
         go, why, fired = trigger_state(pipeline, ws)
         if not go:
-            return PipelineResult(name, None, "skipped", message=why)
+            return _with_skipped(pipeline, PipelineResult(name, None, "skipped", message=why))
     from workbench.runs.ids import new_run_id
 
     result = PipelineResult(name, new_run_id(), "finished", trigger=fired)
+    started = time.monotonic()
     try:
         params, result.inputs = _resolve_inputs(pipeline, ws)
         upstream: str | None = None
         for index, step in enumerate(pipeline.steps):
-            outcome = _run_step(ws, pipeline, result.pipeline_run or "", index, step, params, upstream)
-            result.steps.append(outcome)
-            upstream = outcome.selected
+            result.steps.append(StepResult(step.label, str(step.notebook), [], None))
+            with _recorded(result.steps[-1]) as stage:
+                _run_step(ws, pipeline, result.pipeline_run or "", index, step, params, upstream, stage)
+            upstream = stage.selected
         result.selected_run = upstream
         if pipeline.promote and upstream:
-            result.promoted = _promote_run(ws, pipeline, result)
+            result.promotion = StepResult(_promotion_label(pipeline), "", [upstream], upstream)
+            with _recorded(result.promotion):
+                result.promoted = _promote_run(ws, pipeline, result)
         result.message = _summary(result)
     except WorkbenchError as exc:
         result.status, result.message = "failed", exc.message
+    _with_skipped(pipeline, result)
+    result.seconds = round(time.monotonic() - started, 3)
     with transaction(ws) as con:
         audit.record(con, f"pipeline.{result.status}", f"pipeline:{name}", {
             "pipeline_run": result.pipeline_run, "inputs": result.inputs, "selected_run": result.selected_run,
             "steps": [asdict(s) for s in result.steps], "promoted": result.promoted,
             **({"trigger": result.trigger} if result.trigger else {}),
         }, result.message)  # fmt: skip
+    return result
+
+
+@contextmanager
+def _recorded(stage: StepResult) -> Iterator[StepResult]:
+    """Time a step (or the promotion) and record how it failed, keeping the error going."""
+    from workbench.models.gates import GateRefused
+
+    clock = time.monotonic()
+    try:
+        yield stage
+    except WorkbenchError as exc:
+        stage.status = "refused" if isinstance(exc, GateRefused) else "failed"
+        stage.error = {"message": exc.message, "hint": exc.hint, **getattr(exc, "run_error", {})}
+        if isinstance(exc, GateRefused):
+            stage.error["gates"] = [r.to_dict() for r in exc.results]
+        raise
+    finally:
+        stage.seconds = round(time.monotonic() - clock, 3)
+
+
+def _promotion_label(pipeline: Pipeline) -> str:
+    spec = pipeline.promote or {}
+    return f"promote {spec.get('model') or '(artifact name)'}@{spec.get('alias')}"
+
+
+def _with_skipped(pipeline: Pipeline, result: PipelineResult) -> PipelineResult:
+    """Record the declared steps (and promotion) the run did not reach as skipped."""
+    result.steps += [StepResult(step.label, str(step.notebook), [], None, status="skipped")
+                     for step in pipeline.steps[len(result.steps):]]  # fmt: skip
+    if pipeline.promote and result.promotion is None:
+        result.promotion = StepResult(_promotion_label(pipeline), "", [], None, status="skipped")
     return result
 
 
@@ -211,7 +271,8 @@ def _step_params(step: Step, declared: dict[str, Any], inputs: dict[str, str], u
 
 
 def _run_step(ws: Workspace, pipeline: Pipeline, pipeline_run: str, index: int, step: Step,
-              inputs: dict[str, str], upstream: str | None) -> StepResult:  # fmt: skip
+              inputs: dict[str, str], upstream: str | None, stage: StepResult) -> None:  # fmt: skip
+    """Run the step and fill `stage` (its runs as soon as they exist, so a failure still names them)."""
     from workbench.runs.params import notebook_parameters
     from workbench.runs.runner import execute, prepare, queue
     from workbench.runs.store import get_run
@@ -232,12 +293,13 @@ def _run_step(ws: Workspace, pipeline: Pipeline, pipeline_run: str, index: int, 
                        pipeline_run=pipeline_run)  # fmt: skip
         execute(ws, prepared, record)
         run_ids, sweep_id = [record.run_id], None
+    stage.run_ids, stage.sweep_id = run_ids, sweep_id
     runs = [get_run(run_id, ws) for run_id in run_ids]
     finished = [r for r in runs if r.status == "finished"]
     if not finished:
-        error = (runs[0].error or {}).get("evalue", "") if runs else ""
-        raise WorkbenchError(f"Step {index + 1} ({step.label}) failed: no run finished. {error}".strip(),
-                             f"See 'workbench runs show {run_ids[0]}'.")  # fmt: skip
+        error = (runs[0].error or {}) if runs else {}
+        raise _StepFailed(f"Step {index + 1} ({step.label}) failed: no run finished. {error.get('evalue', '')}".strip(),
+                          f"See 'workbench runs show {run_ids[0]}'.", {"run_id": run_ids[0], **error})  # fmt: skip
     selected = finished[0]
     if step.select:
         metric, mode = step.select["metric"], step.select["mode"]
@@ -245,7 +307,7 @@ def _run_step(ws: Workspace, pipeline: Pipeline, pipeline_run: str, index: int, 
         if not scored:
             raise WorkbenchError(f"Step {index + 1} ({step.label}): no finished run logged {metric!r} to select on.")
         selected = (min if mode == "min" else max)(scored, key=lambda r: float(r.metrics[metric]))
-    return StepResult(step.label, str(step.notebook), run_ids, selected.run_id, sweep_id)
+    stage.selected = selected.run_id
 
 
 def _promote_run(ws: Workspace, pipeline: Pipeline, result: PipelineResult) -> dict[str, Any]:
