@@ -193,7 +193,7 @@ def serving_token(token: str | None, token_file: Path | None) -> str | None:
 
 @app.command("serve")
 def serve_cmd(
-    ref: str = typer.Argument(..., help="NAME[@alias|@version]; an alias is followed (hot swap)."),
+    ref: Optional[str] = typer.Argument(None, help="NAME[@alias|@version]; an alias is followed (hot swap)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (default: loopback only)."),
     port: int = typer.Option(8000, "--port", "-p"),
     canary: Optional[str] = typer.Option(
@@ -205,17 +205,32 @@ def serve_cmd(
     no_log: bool = typer.Option(False, "--no-log", help="Do not log predictions."),
     shadow: Optional[int] = ShadowOption,
     log_proba: bool = LogProbaOption,
+    bundle: Optional[Path] = typer.Option(
+        None, "--bundle", metavar="DIR", help="Serve the model bundle in DIR (written by 'workbench export docker'): "
+        "no workspace needed; its logs go to $XDG_CACHE_HOME/workbench/bundles/."),
 ) -> None:
     """Serve a registered model over HTTP: POST /predict, POST /feedback, GET /health, /metadata, /metrics.
 
     A caller that sends 'X-Workbench-Key: KEY' always gets the same version of a --canary split.
     With a team server configured (WORKBENCH_URL, 'workbench login') the model is pulled from it,
-    alias moves are followed through its change feed and predictions are shipped to it."""
+    alias moves are followed through its change feed and predictions are shipped to it.
+    With --bundle the one version in that folder is served, without a workspace (containers)."""
     from workbench.serving.server import build_server, serve_forever
-    from workbench.serving.sources import model_source
+    from workbench.serving.sources import ModelSource, model_source
 
+    source: ModelSource
+    if bundle is not None:
+        from workbench.serving.bundle import BundleSource
+
+        bundled = BundleSource(bundle)
+        source, ref = bundled, ref or bundled.ref
+    elif ref is None:
+        return fail("Name the model to serve: workbench serve NAME, NAME@ALIAS or NAME@VERSION.",
+                    "Or serve the model bundle in a folder: --bundle DIR.")  # fmt: skip
+    else:
+        source = model_source(workspace)
     server = build_server(ref, host=host, port=port, canary=canary, token=serving_token(token, token_file),
-                          log_predictions=not no_log, docs=docs, source=model_source(workspace), shadow=shadow,
+                          log_predictions=not no_log, docs=docs, source=source, shadow=shadow,
                           log_proba=log_proba)  # fmt: skip
     current = server.slot.current.version
     shadowed = f", shadowed by version {server.shadow.version}" if server.shadow else ""
