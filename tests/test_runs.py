@@ -41,7 +41,7 @@ def train_nb(notebook, ws, wine_frame):
 
 
 def test_a_run_records_params_metrics_artifacts_lineage_and_environment(train_nb, wine_frame):
-    run = wb.run(train_nb, {"C": 0.5, "steps": 4}, experiment="wine-lr", tags={"owner": "me"})
+    run = wb.run(train_nb, {"C": 0.5, "steps": 4}, experiment="wine-lr", tags={"owner": "me"}, autolog=False)
 
     assert run.status == "finished", run.error
     assert run.experiment == "wine-lr"
@@ -93,7 +93,7 @@ def test_a_failing_cell_is_recorded_with_its_traceback_and_keeps_earlier_logs(no
 
 
 def test_rerun_uses_the_same_content_parameters_and_snapshot_versions(train_nb, wine_frame):
-    original = wb.run(train_nb, {"C": 0.3})
+    original = wb.run(train_nb, {"C": 0.3}, autolog=False)
     wb.snapshot("wine", wine_frame.head(100))  # wine@2: the rerun must still read wine@1
     train_nb.write_text(train_nb.read_text().replace("trained", "changed"))
 

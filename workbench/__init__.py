@@ -80,6 +80,7 @@ _EXPORTS: dict[str, str] = {
     "active_run_id": "workbench.tracking:active_run_id",
     "set_experiment": "workbench.tracking:set_experiment",
     "end_run": "workbench.tracking:end_run",
+    "autolog": "workbench.autologging:autolog",
     # model registry and serving
     "promote": "workbench.models.registry:promote",
     "rollback": "workbench.models.registry:rollback",

@@ -104,6 +104,7 @@ def sweep(
     params_from_text: bool = False,
     kernel: str | None = None,
     fast: bool | None = None,
+    autolog: bool | None = None,
     parent_run_id: str | None = None,
     pipeline_run: str | None = None,
     on_progress: Callable[[dict[str, int]], None] | None = None,
@@ -131,7 +132,7 @@ def sweep(
     experiment = validate_name(experiment or f"sweep-{os.path.splitext(os.path.basename(notebook))[0]}",
                                "experiment name")  # fmt: skip
     clean_tags = check_tags(tags)
-    options = fast_options(ws, fast)
+    options = fast_options(ws, fast, autolog)  # autolog: as in `wb.run`
     # Validate every parameter set before anything is recorded.
     prepared = [
         prepare(notebook, {**(params or {}), **combo}, allow_new_params=allow_new_params,

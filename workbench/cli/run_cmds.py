@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import typer
 
-from workbench.cli.app import JsonOption, app, console, err_console, fail, print_json, workspace, workspace_or_server
+from workbench.cli.app import JsonOption, app, console, err_console, fail, print_json, workspace_or_server
 from workbench.cli.tables import is_terminal, print_table, ranked
 from workbench.runs.store import Run
 
@@ -24,6 +24,9 @@ AllowNewOption = typer.Option(
     False, "--allow-new-params", help="Inject parameters the notebook's parameters cell does not declare."
 )
 KernelOption = typer.Option(None, "--kernel", "-k", help="Kernel name (default: the notebook's).")
+AutologOption = typer.Option(
+    None, "--autolog/--no-autolog", help="Record scikit-learn fits, scores and metrics (default: on; setting autolog)."
+)
 
 
 def split_pairs(pairs: list[str] | None, what: str) -> dict[str, str]:
@@ -76,6 +79,7 @@ def run_cmd(
     kernel: Optional[str] = KernelOption,
     background: bool = typer.Option(False, "--background", help="Return at once; the run continues alone."),
     fast: Optional[bool] = FastOption,
+    autolog: Optional[bool] = AutologOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Execute NOTEBOOK with papermill as a tracked run (exit 1 if the run fails)."""
@@ -84,7 +88,7 @@ def run_cmd(
     with console.status(f"Running {notebook} ...", spinner="dots"):  # the workspace, or a team server
         result = run(notebook, collect_params(param, params_file), experiment=experiment,
                      tags=split_pairs(tag, "--tag"), allow_new_params=allow_new_params, kernel=kernel,
-                     background=background, params_from_text=True, fast=fast)  # fmt: skip
+                     background=background, params_from_text=True, fast=fast, autolog=autolog)  # fmt: skip
     if as_json:
         print_json(result.to_dict())
     else:
@@ -117,6 +121,7 @@ def sweep_cmd(
     allow_new_params: bool = AllowNewOption,
     kernel: Optional[str] = KernelOption,
     fast: Optional[bool] = FastOption,
+    autolog: Optional[bool] = AutologOption,
     resume: Optional[str] = typer.Option(
         None, "--resume", metavar="SWEEP_ID", help="Finish a sweep that was interrupted: re-run what never completed."
     ),
@@ -157,7 +162,7 @@ def sweep_cmd(
                 notebook, space, random=random, seed=seed, params=collect_params(param, params_file),
                 parallel=parallel, experiment=experiment, tags=split_pairs(tag, "--tag"), executor=executor,
                 scheduler=scheduler, allow_new_params=allow_new_params, params_from_text=True, kernel=kernel,
-                fast=fast, on_progress=on_progress, ws=workspace_or_server(),
+                fast=fast, autolog=autolog, on_progress=on_progress, ws=workspace_or_server(),
             )  # fmt: skip
     table = result.table(metric, ascending=not maximize, ws=workspace_or_server())
     if as_json:
@@ -216,7 +221,7 @@ def cancel_cmd(run_id: str = typer.Argument(..., help="The queued or running run
     """Cancel a queued or running run (it ends as killed, keeping what it logged)."""
     from workbench.runs.launch import cancel_run
 
-    if cancel_run(run_id, workspace()):
+    if cancel_run(run_id, workspace_or_server()):
         console.print(f"Cancelling {run_id}.")
     else:
         console.print(f"Run {run_id} has already ended.")

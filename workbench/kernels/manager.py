@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from workbench.autologging.kernel import kernel_arguments
 from workbench.kernels.private_api import KernelManagerOverrides, replace_kernel_spec
 
 
@@ -41,6 +42,9 @@ def kernel_manager_with_env(
             env = dict(kw.pop("env", None) or os.environ)
             env.update(extra_env)
             kw["env"] = env
+            extra_arguments = kernel_arguments(extra_env, self.kernel_spec)  # autologging's extension
+            if extra_arguments:
+                kw["extra_arguments"] = [*(kw.get("extra_arguments") or []), *extra_arguments]
             if log_path is not None:
                 self._workbench_log = open(log_path, "ab")  # noqa: SIM115  (closed once the kernel has it)
                 kw.setdefault("stdout", self._workbench_log)

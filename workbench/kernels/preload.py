@@ -1,9 +1,9 @@
 """Which modules a notebook's kernel will import: the fork server preloads them.
 
 The top-level `import x` / `from x.y import z` statements of the notebook's code cells (what
-almost every notebook does first), plus `workbench` itself, plus modules configured in the
-workspace setting `preload`. Relative imports, imports inside functions and magics are ignored:
-missing one only costs speed.
+almost every notebook does first), plus `workbench` itself (its logging and autologging), plus
+modules configured in the workspace setting `preload`. Relative imports, imports inside functions
+and magics are ignored: missing one only costs speed.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import ast
 import sys
 from typing import Any
 
-ALWAYS = ("workbench", "workbench.tracking")
+ALWAYS = ("workbench", "workbench.tracking", "workbench.autologging.kernel", "workbench.autologging.record")
 
 
 def notebook_imports(nb: Any) -> list[str]:

@@ -18,7 +18,11 @@ A `Sender` (one per server per process) ships every spooled run the server does 
   for as long as the process lives (nothing is lost: the events stay in the spool, and the next
   process logging to that server, or `workbench sync`, sends what is left);
 - a refusal (401, 403, a malformed chunk) stops that run's shipping; it is printed once and kept in
-  `sent.json` for `sync_state`.
+  `sent.json` for `sync_state`;
+- an answer saying the run was asked to stop (`"cancel": true`, after `POST /runs/{id}/cancel`
+  from any machine) cancels it here, once, as a local `cancel_run` would (`cancellation`): the
+  cancel file in its spool folder stops it if still queued, the process executing it is told if
+  running. Live runs send a keep-alive every `KEEPALIVE_SECONDS`, so a cancel reaches them within that.
 
 `flush(timeout)` waits until the server has everything (the end of an interactive run calls it).
 While the server lacks part of a run, `sync_state(run_id)` says "syncing".
@@ -39,6 +43,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from workbench.errors import WorkbenchError
 from workbench.remote.client import (
     Client,
     ConflictError,
@@ -131,6 +136,7 @@ class Sender:
         self._live: dict[str, float] = {}  # runs this process logs to -> when last sent to
         self._known_blobs: set[str] = set()
         self._reported: set[str] = set()
+        self._cancelled: set[str] = set()  # runs this process cancelled because the server said so
         self._next_clean = 0.0  # monotonic time of the next automatic cleaning
         self._thread = threading.Thread(target=self._loop, name="workbench-sender", daemon=True)
         self._thread.start()
@@ -248,6 +254,8 @@ class Sender:
             answer = self.client.request("POST", f"/runs/{run_id}/events", idempotent=True,
                                          json={"offset": offset, "lines": text}).json()  # fmt: skip
             acknowledged = int(answer["size"])
+            if answer.get("cancel"):
+                self._cancel(folder)
         except ConflictError as exc:
             acknowledged = int(exc.body.get("size", -1))
             if not 0 <= acknowledged <= size:
@@ -266,6 +274,18 @@ class Sender:
         final = acknowledged >= size and ended
         _write_json_atomic(folder / STATE_FILE, {"offset": acknowledged, **({"done": True} if final else {})})
         return acknowledged >= size
+
+    def _cancel(self, folder: Path) -> None:
+        """Cancel a run the server was asked to stop, once (see the module doc); one that has ended stays as it is."""
+        from workbench.runs.cancellation import CANCEL_FILE, cancel_in_folder
+
+        if folder.name in self._cancelled or (folder / CANCEL_FILE).exists():  # done here, or by another process
+            return
+        self._cancelled.add(folder.name)
+        try:
+            cancel_in_folder(folder)
+        except (WorkbenchError, OSError) as exc:  # gone meanwhile (a cleaning): nothing left to stop
+            print(f"workbench: cancelling run {folder.name} failed: {exc}", file=sys.stderr)
 
     def _refused(self, folder: Path, state: dict[str, Any], message: str) -> bool:
         _write_json_atomic(folder / STATE_FILE, {**state, "error": message})

@@ -83,6 +83,13 @@ class RunsStore:
 
         return run_from_dict(self.client.get(f"/runs/{check_run_id(run_id)}"))
 
+    def cancel_run(self, run_id: str) -> bool:
+        """`runs.launch.cancel_run` on the server: it tells the client executing the run (False: had ended)."""
+        from workbench.runs.ids import check_run_id
+
+        answer = self.client.request("POST", f"/runs/{check_run_id(run_id)}/cancel", idempotent=True).json()
+        return bool(answer["cancelled"])
+
     def metric_history(self, run_ids: str | list[str], key: str) -> pd.DataFrame:
         """`runs.store.metric_history` on the server: columns run_id, step, value (dtypes as DuckDB gives
         them locally: run_id str, or object when there are no points)."""

@@ -8,8 +8,6 @@ record is written, so a mistake leaves nothing behind.
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import warnings
@@ -17,13 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workbench import blobs
-from workbench.errors import NotFoundError, ValidationError
+from workbench.errors import ValidationError
 from workbench.names import validate_name
+from workbench.remote.dispatch import remote_capable
 from workbench.runs import environment
-from workbench.runs.events import EVENTS_FILE, read_events, run_dir
-from workbench.runs.ingest import FINAL_STATUSES, fold
+from workbench.runs.events import run_dir
 from workbench.runs.lifecycle import given_params
-from workbench.runs.runner import CANCEL_FILE, execute, prepare, queue
+from workbench.runs.runner import REQUEST_FILE, execute, prepare, queue
 from workbench.runs.store import Run, get_run
 from workbench.workspace import Workspace, current_workspace
 
@@ -56,6 +54,7 @@ def run(
     background: bool = False,
     params_from_text: bool = False,
     fast: bool | None = None,
+    autolog: bool | None = None,
     ws: Workspace | None = None,
 ) -> Run:
     """Execute `notebook` with `params` as a tracked run and return it.
@@ -67,6 +66,8 @@ def run(
     once with the run `queued`; follow it with `get_run` (the UI and REST API do this).
     `fast` (default: the workspace setting `fast_kernels`, on) starts the kernel from a fork server
     with the notebook's imports preloaded (see docs/performance.md).
+    `autolog` (default: the workspace setting `autolog`, on) records scikit-learn's fits, scores and
+    metric calls without logging calls (see docs/runs.md, "Autologging"); False turns it off for this run.
     """
     from workbench.remote.runs import run_place
 
@@ -78,7 +79,7 @@ def run(
                               "Leave out background=True / --background (or start a sweep for many runs).")  # fmt: skip
     ws = place.ws
     prepared = prepare(notebook, params, allow_new_params=allow_new_params, from_text=params_from_text,
-                       kernel_name=kernel, **fast_options(ws, fast))  # fmt: skip
+                       kernel_name=kernel, **fast_options(ws, fast, autolog))  # fmt: skip
     record = place.adopt(queue(ws, prepared, experiment=experiment, tags=check_tags(tags)))
     if background:
         start_background(ws, record.run_id)
@@ -87,10 +88,12 @@ def run(
     return place.get_run(record.run_id)
 
 
-def fast_options(ws: Workspace, fast: bool | None) -> dict[str, Any]:
-    """`prepare` arguments for fork-server kernels: on unless disabled per call or per workspace."""
+def fast_options(ws: Workspace, fast: bool | None, autolog: bool | None = None) -> dict[str, Any]:
+    """`prepare` arguments for fork-server kernels and autologging: each on unless disabled per call
+    or per workspace (settings `fast_kernels`, `autolog`)."""
     enabled = ws.setting("fast_kernels", True) if fast is None else fast
-    return {"fast": bool(enabled), "extra_preload": list(ws.setting("preload", []) or [])}
+    autologs = ws.setting("autolog", True) if autolog is None else autolog
+    return {"fast": bool(enabled), "extra_preload": list(ws.setting("preload", []) or []), "autolog": bool(autologs)}
 
 
 def start_background(ws: Workspace, run_id: str, remote: Remote | None = None) -> int:
@@ -145,7 +148,8 @@ def rerun(run_id: str, *, experiment: str | None = None, background: bool = Fals
         warnings.warn(message, ReproducibilityWarning, stacklevel=2)
     prepared = prepare(
         original.notebook or "notebook.ipynb", _rerun_given(original, place), allow_new_params=True,
-        kernel_name=original.kernel, source=_stored_notebook(original, place), **fast_options(ws, None),
+        kernel_name=original.kernel, source=_stored_notebook(original, place),
+        **fast_options(ws, None, _autologged(original, place)),
     )  # fmt: skip
     pins = {name: int(version) for name, version in (ref.split("@") for ref in original.inputs)}
     record = queue(ws, prepared, experiment=experiment or original.experiment, tags=rerun_tags(original),
@@ -165,6 +169,20 @@ def _stored_notebook(original: Run, place: RunPlace) -> bytes:
     from workbench.remote.tasks import server_blob
 
     return server_blob(place.remote, original.notebook_blob or "", what).read_bytes()
+
+
+def _autologged(original: Run, place: RunPlace) -> bool | None:
+    """Whether `original` autologged (its request file says), so that its rerun does the same; None
+    (the default then) when unknown: a server's run, or one queued before autologging existed."""
+    import json
+
+    if place.remote is not None:
+        return None
+    try:
+        value = json.loads((run_dir(place.ws, original.run_id) / REQUEST_FILE).read_text()).get("autolog")
+    except (OSError, ValueError):
+        return None
+    return None if value is None else bool(value)
 
 
 def _rerun_given(original: Run, place: RunPlace) -> dict[str, Any]:
@@ -246,24 +264,16 @@ def reproducibility_differences(original: Run) -> list[str]:
     return messages
 
 
+@remote_capable("cancel_run")
 def cancel_run(run_id: str, ws: Workspace | None = None) -> bool:
     """Ask a queued or running run to stop; returns False if it had already ended.
 
     A cancel file stops a queued run before it starts; a running one gets SIGTERM sent to the
-    process executing it, which kills the kernel and ends the run as `killed`.
+    process executing it, which kills the kernel and ends the run as `killed` (`cancellation`).
+    With a team server configured (and no `ws` given) the server is asked: the client executing
+    the run hears of it from the server and cancels it there the same way (`remote.sender`).
     """
-    ws = ws or current_workspace()
-    folder = run_dir(ws, run_id)
-    item = fold(read_events(folder / EVENTS_FILE))
-    if item is None:
-        raise NotFoundError(f"No run {run_id}.", "List runs with 'workbench runs list'.")
-    run_state = item["run"]
-    if run_state["status"] in FINAL_STATUSES:
-        return False
-    (folder / CANCEL_FILE).touch()
-    if run_state["status"] == "running" and run_state.get("host") == socket.gethostname() and run_state.get("pid"):
-        try:
-            os.kill(int(run_state["pid"]), signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    return True
+    from workbench.runs.cancellation import cancel_in_folder
+    from workbench.runs.ids import check_run_id
+
+    return cancel_in_folder(run_dir(ws or current_workspace(), check_run_id(run_id)))

@@ -278,6 +278,37 @@ def receive(ws: Workspace, run_id: str, offset: int, lines: str, user: str, may_
     return have
 
 
+def request_cancel(ws: Workspace, run_id: str, user: str, may_cancel_others: bool = False) -> bool:
+    """Ask run `run_id` to stop as `user` (its creator, or with `may_cancel_others` a maintainer); False
+    if it had already ended. For a run a client executes this is only the cancel file: the client's
+    sender learns of it from the answers to its chunks and keep-alives (`cancel_requested`) and
+    cancels the run there. A run executing on the server's host is cancelled as locally."""
+    from workbench import audit
+    from workbench.catalog import transaction
+    from workbench.errors import NotFoundError
+    from workbench.runs.cancellation import cancel_in_folder
+
+    folder = run_dir(ws, check_run_id(run_id))
+    owner = _owner(folder)
+    if owner is None:
+        raise NotFoundError(f"No run {run_id} on this server.", "List runs with 'workbench runs list'.")
+    if owner != user and not may_cancel_others:
+        raise NotYourRunError(f"Run {run_id} was created by {owner}; you are {user}.",
+                              "Only its creator or a maintainer may cancel it.")  # fmt: skip
+    if not cancel_in_folder(folder, signal_process=not is_remote(folder)):
+        return False
+    with transaction(ws) as con:
+        audit.record(con, "run.cancel_requested", f"run:{run_id}", {"creator": owner})
+    return True
+
+
+def cancel_requested(ws: Workspace, run_id: str) -> bool:
+    """Whether run `run_id` was asked to stop (`request_cancel`): what the answer to a chunk tells its client."""
+    from workbench.runs.cancellation import CANCEL_FILE
+
+    return (run_dir(ws, run_id) / CANCEL_FILE).exists()
+
+
 def is_remote(folder: Path) -> bool:
     """Whether the run in `folder` was received from a remote client (its process is not on this host)."""
     return (folder / RECEIPT_FILE).is_file()

@@ -44,6 +44,8 @@ class PreparedRun:
     language: str = "python"
     #: kernelspec/language_info the notebook lacks, filled in for execution (None: it has them)
     metadata: dict[str, Any] | None = None
+    #: scikit-learn autologging on from the kernel's start (`workbench.autologging.kernel`)
+    autolog: bool = True
 
     @property
     def effective_params(self) -> dict[str, Any]:
@@ -61,6 +63,7 @@ def prepare(
     source: bytes | None = None,
     fast: bool = False,
     extra_preload: list[str] | None = None,
+    autolog: bool = True,
 ) -> PreparedRun:
     """Every check that can fail before a kernel starts.
 
@@ -85,7 +88,7 @@ def prepare(
     defaults = {name: value for name, value in literal_defaults(nb).items() if name not in clean}
     kernel_start_timeout()  # an invalid $WORKBENCH_KERNEL_START_TIMEOUT is refused now, not as a failed run
     return PreparedRun(path, source, clean, kernel, preload, defaults, language,
-                       execution_metadata(nb, kernel, language))  # fmt: skip
+                       execution_metadata(nb, kernel, language), autolog)  # fmt: skip
 
 
 def queue(
@@ -112,7 +115,7 @@ def queue(
     (folder / "source.ipynb").write_bytes(prepared.source)
     request = {"notebook": str(prepared.notebook), "params": prepared.params, "kernel": prepared.kernel,
                "pins": pins or {}, "preload": prepared.preload, "defaults": prepared.defaults,
-               "language": prepared.language, "metadata": prepared.metadata}  # fmt: skip
+               "language": prepared.language, "metadata": prepared.metadata, "autolog": prepared.autolog}  # fmt: skip
     (folder / REQUEST_FILE).write_text(json.dumps(request, default=str))
     record.writer.close()  # flushed; readers index it from its pending marker (no flusher thread while queued)
     return record
@@ -131,6 +134,6 @@ def reopen(ws: Workspace, run_id: str) -> tuple[PreparedRun, RunRecord, dict[str
         raise WorkbenchError(f"Run {run_id} was never queued in {ws.root}.") from exc
     prepared = PreparedRun(Path(request["notebook"]), source, request["params"], request["kernel"],
                            request.get("preload"), request.get("defaults") or {}, request.get("language") or "python",
-                           request.get("metadata"))  # fmt: skip
+                           request.get("metadata"), bool(request.get("autolog", True)))  # fmt: skip
     record = RunRecord(ws, run_id, writer_for(ws, run_id), time.monotonic())
     return prepared, record, {k: int(v) for k, v in request.get("pins", {}).items()}

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from workbench.autologging import ENV_AUTOLOG
 from workbench.kernels.manager import kernel_manager_with_env
 from workbench.kernels.readiness import KernelStartError, kernel_start_timeout
 from workbench.runs.cancellation import (
@@ -80,6 +81,7 @@ def execute(
     env.update(record.kernel_env())
     if pins:
         env[ENV_PINS] = json.dumps(pins)
+    env[ENV_AUTOLOG] = "1" if prepared.autolog else "0"
     clear_cancel_request()
     if cancelled(folder):
         record.end("killed", CANCELLED)

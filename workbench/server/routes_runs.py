@@ -12,7 +12,7 @@ from workbench.runs.ids import check_run_id
 from workbench.server.auth import requires, workspace
 from workbench.server.responses import reply
 from workbench.server.roles import EDITOR, MAINTAINER, VIEWER, allows
-from workbench.server.schemas import REFUSALS, BlobOut, ErrorBody, EventChunk, EventsOffset
+from workbench.server.schemas import REFUSALS, BlobOut, ErrorBody, EventChunk, EventsOffset, RunCancelled
 from workbench.server.users import User
 from workbench.workspace import Workspace
 
@@ -80,6 +80,22 @@ def get_run(run_id: str, ws: Workspace = Depends(workspace)) -> JSONResponse:
     return reply(get_run(check_run_id(run_id), ws).to_dict())
 
 
+@router.post("/runs/{run_id}/cancel", response_model=RunCancelled)
+def cancel_run(
+    run_id: str, user: User = Depends(requires(EDITOR, "cancelling runs")), ws: Workspace = Depends(workspace)
+) -> JSONResponse:
+    """Ask a queued or running run to stop (`cancelled` false: it had already ended). Only its creator or
+    a maintainer may. The client executing it learns of it from the answer to its next chunk or
+    keep-alive (`cancel`) and ends it `killed`, with its executed notebook; the audit log records who asked."""
+    from workbench.runs.receive import NotYourRunError, request_cancel
+
+    try:
+        cancelled = request_cancel(ws, check_run_id(run_id), user.name, allows(user.role, MAINTAINER))
+    except NotYourRunError as exc:
+        return _chunk_refused(exc, 403)
+    return reply({"run_id": run_id, "cancelled": cancelled})
+
+
 # ----------------------------------------------------------------------------------------------
 # Remote run logging: a run executes on a client, which ships its event file here (`runs.receive`).
 
@@ -114,8 +130,9 @@ def append_events(
 ) -> JSONResponse:
     """Append a chunk of the run's event file, exactly once: only when `offset` is what the server has
     (a chunk it already has is acknowledged again, not appended; a gap is 409 with `size`). The run's
-    creator is the authenticated user; only they or a maintainer may log to it. The run is indexed."""
-    from workbench.runs.receive import NotYourRunError, OffsetConflict, receive
+    creator is the authenticated user; only they or a maintainer may log to it. The run is indexed.
+    `cancel` true: the run was asked to stop (`POST /runs/{run_id}/cancel`), the client cancels it."""
+    from workbench.runs.receive import NotYourRunError, OffsetConflict, cancel_requested, receive
 
     try:
         size = receive(ws, check_run_id(run_id), chunk.offset, chunk.lines, user.name, allows(user.role, MAINTAINER))
@@ -123,7 +140,7 @@ def append_events(
         return _chunk_refused(exc, 409, exc.size)
     except NotYourRunError as exc:
         return _chunk_refused(exc, 403)
-    return reply({"size": size})
+    return reply({"size": size, **({"cancel": True} if cancel_requested(ws, run_id) else {})})  # absent: false
 
 
 def _blob_id(blob_id: str) -> str:

@@ -136,6 +136,15 @@ class EventsOffset(BaseModel):
     """How many bytes of the client's event file the server has: the next chunk starts there."""
 
     size: int
+    cancel: bool = Field(False, description="The run was asked to stop (POST /runs/{run_id}/cancel): the client "
+                         "executing it cancels it.")  # fmt: skip
+
+
+class RunCancelled(BaseModel):
+    """The answer to a cancel request: False when the run had already ended."""
+
+    run_id: str
+    cancelled: bool
 
 
 class BlobOut(BaseModel):
