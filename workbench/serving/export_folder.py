@@ -1,4 +1,4 @@
-"""Writing the files of an export (`workbench export docker|k8s DIR`) into a folder of the user's.
+"""Writing the files of an export (`workbench export docker|k8s|prometheus DIR`) into a folder of the user's.
 
 The rules every export follows: files already there are kept unless `force` (someone may have
 edited them), nothing is written when any file would be refused, and each file is written whole

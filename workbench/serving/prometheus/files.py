@@ -4,12 +4,11 @@ config that loads the rules and scrapes the given model servers."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from importlib import resources
 from pathlib import Path
 
 from workbench.errors import ValidationError
+from workbench.serving.export_folder import write_folder
 
 ALERTS = "alerts.yml"
 DASHBOARD = "grafana-dashboard.json"
@@ -52,35 +51,7 @@ def export_files(directory: str | Path, targets: list[str] | None = None, *, for
     """Write alerts.yml, grafana-dashboard.json and prometheus.yml into `directory` (made if missing).
 
     Existing files are kept unless `force`: an operator may have tuned the thresholds. Each file
-    is written whole or not at all (a temporary file renamed into place), and nothing is written
-    when any would be refused."""
-    folder = Path(directory).expanduser()
+    is written whole or not at all, and nothing is written when any would be refused
+    (`export_folder.write_folder`, the rules of every export)."""
     contents = {ALERTS: packaged(ALERTS), DASHBOARD: packaged(DASHBOARD), SCRAPE_CONFIG: scrape_config(targets)}
-    if folder.exists() and not folder.is_dir():
-        raise ValidationError(f"{folder} is a file, not a folder.", "Give a folder to write the files into.")
-    existing = [name for name in contents if (folder / name).exists()]
-    if existing and not force:
-        raise ValidationError(f"{', '.join(existing)} already exist in {folder}.",
-                              "Choose another folder, or pass --force to replace them.")  # fmt: skip
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ValidationError(f"Cannot create {folder}: {exc.strerror or exc}.") from exc
-    written = []
-    for name, text in contents.items():
-        written.append(_write_whole(folder / name, text))
-    return written
-
-
-def _write_whole(path: Path, text: str) -> Path:
-    """`text` into `path` through a temporary file in the same folder, renamed into place."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except OSError as exc:
-        Path(temporary).unlink(missing_ok=True)
-        raise ValidationError(f"Cannot write {path}: {exc.strerror or exc}.") from exc
-    return path
+    return write_folder(directory, contents, force=force)
