@@ -273,7 +273,9 @@ def create_app(
     `log_proba`: log a classifier's probabilities with each prediction (when `logger` is given)."""
     app = FastAPI(title="Workbench model server", docs_url=None, redoc_url=None, openapi_url=None)
     metrics = ServerMetrics()
-    if logger is not None:  # drift and live quality come from the prediction log: gauges computed off the scrape
+    # Drift and live quality come from the prediction log and the registry's training snapshot: gauges
+    # computed off the scrape path; a bundle (a container's one model, no registry) has neither reference.
+    if logger is not None and getattr(slot.source, "has_registry", True):
         metrics.registry.register(MonitorGauges(slot.ws, slot.parsed.name, lambda: [slot.current.version.version]))
     app.state.metrics = metrics
     app.state.canary = canary  # the guard stops a canary significantly worse than production (its fraction)

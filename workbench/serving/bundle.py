@@ -84,6 +84,9 @@ class _Pinned:
 class BundleSource:
     """The one version in a bundle folder (see the module doc)."""
 
+    #: No registry or snapshots here: the model server exports no drift or live-quality gauges.
+    has_registry = False
+
     def __init__(self, folder: str | Path, state: str | Path | None = None) -> None:
         self.folder = Path(folder).expanduser().resolve()
         self.version, self.sha256 = read_record(self.folder)
