@@ -7,7 +7,8 @@ in order, one command at a time, in a temporary folder holding copies of what th
 on PATH and HOME in the temporary folder. The README's ```python blocks then run as one script in
 the same folder. What cannot run here is in SKIP with the reason; servers start in the background
 and the commands after them (curl) talk to them; placeholders get real values (`Placeholders`).
-A doc page that continues the README's story starts from the state it assumes (`SETUP`).
+A doc page that continues the README's story starts from the state it assumes (`SETUP`): the same
+commands, each state that several pages start from built once per session and copied (`SetupCache`).
 
 Also here: `workbench demo` (the README's `make demo`) writes only into its workspace.
 """
@@ -373,20 +374,102 @@ def doc_env(folder: Path, home: Path) -> dict[str, str]:
     return env
 
 
-@contextmanager
-def doc_runner(tmp_path: Path) -> Iterator[DocRunner]:
-    folder, home = tmp_path / "checkout", tmp_path / "home"
-    folder.mkdir()
+def fresh_checkout(place: Path) -> None:
+    """`place`/checkout with copies of what the README expects, and an empty `place`/home."""
+    folder, home = place / "checkout", place / "home"
+    folder.mkdir(parents=True)
     home.mkdir()
     for name in COPIED:
         source = REPO / name
         (shutil.copytree if source.is_dir() else shutil.copy2)(source, folder / name)
+
+
+@contextmanager
+def doc_runner(place: Path) -> Iterator[DocRunner]:
+    """A runner in `place`/checkout (HOME: `place`/home), which must exist (`fresh_checkout`, `SetupCache`)."""
+    folder, home = place / "checkout", place / "home"
     env = doc_env(folder, home)
     runner = DocRunner(folder, env, Placeholders(env, folder))
     try:
         yield runner
     finally:
         runner.stop_servers()
+
+
+def copy_state(source: Path, target: Path) -> None:
+    """`source`'s tree at `target`, files with their times; sockets and pipes (a kernel's) are not state."""
+
+    def special(folder: str, names: list[str]) -> set[str]:
+        return {n for n in names if not (os.path.isdir(p := os.path.join(folder, n)) or os.path.isfile(p)
+                                         or os.path.islink(p))}  # fmt: skip
+
+    shutil.copytree(source, target, symlinks=True, ignore=special)
+
+
+def shared_prefixes(setups: list[list[str]]) -> set[tuple[str, ...]]:
+    """The states worth keeping: the longest command prefixes that more than one SETUP starts with
+    (where a setup ends, or where setups part)."""
+    counts: dict[tuple[str, ...], int] = {}
+    for commands in setups:
+        for end in range(1, len(commands) + 1):
+            counts[tuple(commands[:end])] = counts.get(tuple(commands[:end]), 0) + 1
+    kept = set()
+    for commands in setups:
+        for end in range(1, len(commands) + 1):
+            prefix = tuple(commands[:end])
+            if counts[prefix] > 1 and (end == len(commands) or counts[tuple(commands[: end + 1])] < counts[prefix]):
+                kept.add(prefix)
+    return kept
+
+
+@dataclass
+class SetupCache:
+    """The states several pages' SETUP share (the Quickstart, a sweep, a promotion), each built once.
+
+    A page's setup commands run as before, in order, but from the longest shared state already built:
+    a copy of the folder (checkout and HOME) as it was after those commands. Every page with a SETUP runs
+    in the same folder, `place`, so the absolute paths a workspace records (its notebooks, snapshot
+    sources, run folders) are the same as if the page had built its state itself; after the page, its
+    folder moves to the test's tmp_path. A state is kept only between commands, when no server of the
+    page runs (a setup starts none: `keep` checks)."""
+
+    place: Path
+    store: Path
+    worth_keeping: set[tuple[str, ...]]
+    states: dict[tuple[str, ...], Path] = field(default_factory=dict)
+
+    def restore(self, setup: list[str]) -> int:
+        """`place` holding the longest kept state `setup` starts with (else a fresh checkout): how many of
+        its commands that state has run."""
+        shutil.rmtree(self.place, ignore_errors=True)
+        done = max((n for n in range(len(setup) + 1) if tuple(setup[:n]) in self.states), default=0)
+        if done == 0:
+            fresh_checkout(self.place)
+        else:
+            copy_state(self.states[tuple(setup[:done])], self.place)
+        return done
+
+    def keep(self, prefix: list[str], runner: DocRunner) -> None:
+        """Keep `place` as the state after `prefix`, if other pages start from it too."""
+        key = tuple(prefix)
+        if key in self.worth_keeping and key not in self.states:
+            assert not runner.servers, f"a SETUP command left a server running: {runner.servers}"
+            self.states[key] = self.store / f"state-{len(self.states)}"
+            copy_state(self.place, self.states[key])
+
+    def hand_over(self, tmp_path: Path) -> None:
+        """The page's folder (checkout and home) into its tmp_path, as if it had run there; `place` freed."""
+        for name in ("checkout", "home"):
+            if (self.place / name).exists():
+                shutil.move(self.place / name, tmp_path / name)
+        shutil.rmtree(self.place, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def setup_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SetupCache]:
+    root = tmp_path_factory.mktemp("doc-setups")
+    yield SetupCache(root / "page", root / "states", shared_prefixes(list(SETUP.values())))
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def relative(path: Path) -> str:
@@ -462,7 +545,7 @@ def test_demo_passes_the_report_folder_only_to_notebooks_that_take_it(tmp_path):
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 @pytest.mark.parametrize("doc", DOC_FILES, ids=relative)
-def test_doc_commands_run_as_written(doc: Path, tmp_path: Path):
+def test_doc_commands_run_as_written(doc: Path, tmp_path: Path, setup_cache: SetupCache):
     blocks = doc_blocks(doc)
     shell = [b for b in blocks if b.lang in SHELL_LANGS]
     python = [b for b in blocks if b.lang == "python" and doc.name in PYTHON_FILES
@@ -470,16 +553,26 @@ def test_doc_commands_run_as_written(doc: Path, tmp_path: Path):
     runnable = [(b, c) for b in shell for c in block_commands(b) if not skip_reason(c)]
     if not runnable and not python:
         pytest.skip(f"{relative(doc)} has no command that can run here")
-    with doc_runner(tmp_path) as runner:
-        for command in SETUP.get(relative(doc), []):
-            runner.run(f"{relative(doc)} (setup: the state the page assumes)", command)
-        for block, command in runnable:
-            runner.run(block.where, command)
-        runner.stop_servers()
-        if python:
-            runner.run_python(python)
+    setup = SETUP.get(relative(doc), [])
+    place, restored = (setup_cache.place, setup_cache.restore(setup)) if setup else (tmp_path, 0)
+    if not setup:
+        fresh_checkout(tmp_path)
+    try:
+        with doc_runner(place) as runner:
+            for index, command in enumerate(setup[restored:], start=restored + 1):
+                runner.run(f"{relative(doc)} (setup: the state the page assumes)", command)
+                setup_cache.keep(setup[:index], runner)
+            for block, command in runnable:
+                runner.run(block.where, command)
+            runner.stop_servers()
+            if python:
+                runner.run_python(python)
+    finally:
+        if setup:
+            setup_cache.hand_over(tmp_path)
     slowest = sorted(runner.timings, reverse=True)[:8]
-    print(f"\n{relative(doc)}: {sum(t for t, _ in runner.timings):.0f} s in commands; slowest:")
+    kept = f" ({restored} of {len(setup)} setup commands done by an earlier page)" if setup else ""
+    print(f"\n{relative(doc)}: {sum(t for t, _ in runner.timings):.0f} s in commands{kept}; slowest:")
     print("\n".join(f"{seconds:6.1f} s  {command}" for seconds, command in slowest))
 
 

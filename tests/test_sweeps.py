@@ -84,16 +84,21 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_an_unreachable_dask_scheduler_is_a_quick_error_with_nothing_queued(ws, notebook, cli):
+def test_an_unreachable_dask_scheduler_is_a_quick_error_with_nothing_queued(ws, notebook, cli, monkeypatch):
     import time
 
+    from workbench.sweep_executors import DEFAULT_DASK_TIMEOUT, ENV_DASK_TIMEOUT, dask_timeout
+
+    monkeypatch.delenv(ENV_DASK_TIMEOUT, raising=False)
+    assert dask_timeout(ws) == DEFAULT_DASK_TIMEOUT == 10  # the wait a user gets by default
+    ws.set_setting("dask_connect_timeout", 2)  # here: the same error, bounded by the setting, in less time
     nb = notebook("score", "x = 0\ny = 0", SCORE)
     address = f"tcp://127.0.0.1:{_free_port()}"  # nothing listens there
     started = time.monotonic()
     proc = cli("sweep", str(nb), "--grid", "x=1,2", "--executor", "dask", "--scheduler", address, timeout=60)
 
     assert proc.returncode == 2, proc.stderr
-    assert time.monotonic() - started < 20
+    assert time.monotonic() - started < 2 + 10  # the setting's wait, plus the CLI's start
     assert f"Cannot reach the Dask scheduler at {address}" in proc.stderr and "Traceback" not in proc.stderr
     assert wb.runs().empty  # no run queued, none left to be reaped as killed later
 
