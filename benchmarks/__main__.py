@@ -35,6 +35,8 @@ BENCHMARKS: dict[str, tuple[str, dict, dict]] = {
              {"repeats": 1, "metrics": 10_000, "loop_limit_s": 15.0, "query_runs": 20_000}),
     # Live model quality (issue 19): shadow on vs off, probabilities logged or not, /feedback ingestion.
     "live": ("benchmarks.bench_live", {"repeats": 5, "seconds": 8.0}, {"repeats": 1, "seconds": 3.0}),
+    # Batch scoring (issue 20): wb.predict on a 5M-row snapshot vs a pandas row-group loop and MLflow pyfunc.
+    "predict": ("benchmarks.bench_predict", {"repeats": 3, "rows": 5_000_000}, {"repeats": 1, "rows": 500_000}),
 }  # fmt: skip
 
 

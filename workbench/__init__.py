@@ -96,6 +96,7 @@ _EXPORTS: dict[str, str] = {
     "drift_report": "workbench.serving.monitor:drift_report",
     "live_quality": "workbench.quality.live:live_quality",
     "log_outcomes": "workbench.api:log_outcomes",
+    "predict": "workbench.models.batch:predict",
     # governance and automation
     "explain": "workbench.governance.explain:explain",
     "fairness": "workbench.governance.fairness:fairness",

@@ -7,6 +7,7 @@ from workbench.cli import (  # noqa: F401
     governance_cmds,
     import_cmds,
     model_cmds,
+    predict_cmds,
     remote_cmds,
     run_cmds,
     runs_cmds,

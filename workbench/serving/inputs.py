@@ -323,19 +323,23 @@ def parse_body(raw: bytes, content_type: str | None, schema: Schema | None = Non
 _NUMBER_TYPES = (int, float, np.integer, np.floating)
 
 
-def _check_number_types(name: str, values: list[Any], dtype: str, schema: Schema) -> None:
-    for row, value in enumerate(values):
+def _missing_number(name: str, row: int, schema: Schema) -> InputError:
+    return InputError(422, f"Column {name!r} has a missing or non-finite value in row {row}.", expected=schema)
+
+
+def _check_number_types(name: str, values: list[Any], dtype: str, schema: Schema, first_row: int = 0) -> None:
+    for row, value in enumerate(values, first_row):
         if value is None or (isinstance(value, float) and not math.isfinite(value)):
-            raise InputError(422, f"Column {name!r} has a missing or non-finite value in row {row}.", expected=schema)
+            raise _missing_number(name, row, schema)
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, _NUMBER_TYPES):
             raise InputError(422, f"Column {name!r} expects numbers ({dtype}), got {quoted(value)}.", expected=schema)
 
 
-def _as_floats(name: str, values: list[Any], schema: Schema) -> np.ndarray:
+def _as_floats(name: str, values: list[Any], schema: Schema, first_row: int = 0) -> np.ndarray:
     try:
         return np.asarray(values, dtype="float64")
     except OverflowError:  # an integer beyond float64 (about 1.8e308)
-        row = next(i for i, v in enumerate(values) if isinstance(v, int) and not _fits_float(v))
+        row = next(i for i, v in enumerate(values, first_row) if isinstance(v, int) and not _fits_float(v))
         raise InputError(422, f"Column {name!r} has a number too large in row {row}.", expected=schema) from None
 
 
@@ -347,11 +351,17 @@ def _fits_float(value: int) -> bool:
     return True
 
 
-def _numbers(name: str, values: list[Any], dtype: str, schema: Schema) -> np.ndarray:
-    _check_number_types(name, values, dtype, schema)
-    array = _as_floats(name, values, schema)
-    if not np.isfinite(array).all():
-        raise InputError(422, f"Column {name!r} has a non-finite value.", expected=schema)
+def _numbers(name: str, values: list[Any] | np.ndarray, dtype: str, schema: Schema, first_row: int = 0) -> np.ndarray:
+    if isinstance(values, np.ndarray):  # holds numbers only (see `conform`): no per-value type check
+        array = values.astype("float64", copy=False)
+        finite = np.isfinite(array)
+        if not finite.all():  # a null read from a table is NaN here: the message a JSON null gets
+            raise _missing_number(name, first_row + int(np.argmin(finite)), schema)
+    else:
+        _check_number_types(name, values, dtype, schema, first_row)
+        array = _as_floats(name, values, schema, first_row)
+        if not np.isfinite(array).all():
+            raise InputError(422, f"Column {name!r} has a non-finite value.", expected=schema)
     if dtype.startswith(("int", "uint")):
         if not np.all(np.mod(array, 1) == 0):
             raise InputError(422, f"Column {name!r} expects integers.", expected=schema)
@@ -386,9 +396,9 @@ class Conformed:
         return [dict(zip(self.names, row, strict=True)) for row in zip(*plain, strict=True)]
 
 
-def _others(name: str, values: list[Any], dtype: str, schema: Schema) -> list[Any]:
+def _others(name: str, values: list[Any], dtype: str, schema: Schema, first_row: int = 0) -> list[Any]:
     """A text (or other non-numeric, non-bool) column: single values only, no nulls."""
-    for row, value in enumerate(values):
+    for row, value in enumerate(values, first_row):
         if value is None or (isinstance(value, float) and math.isnan(value)):
             raise InputError(422, f"Column {name!r} has a missing value.", expected=schema)
         if isinstance(value, (list, dict)):
@@ -397,8 +407,14 @@ def _others(name: str, values: list[Any], dtype: str, schema: Schema) -> list[An
     return [str(v) for v in values] if dtype in ("object", "string", "str") else values
 
 
-def conform(columns: Columns | pd.DataFrame, schema: Schema | None) -> Conformed:
-    """Check columns and types against the model's input schema."""
+def conform(columns: Columns | pd.DataFrame, schema: Schema | None, first_row: int = 0) -> Conformed:
+    """Check columns and types against the model's input schema.
+
+    Batch scoring (`models.batch`) checks a table chunk by chunk with the same rules and messages:
+    its columns may be numpy arrays of numbers (int/uint/float dtype, nulls as NaN), checked without
+    a per-value loop since they can hold nothing else, and row numbers in messages count from
+    `first_row`, the chunk's first row in the whole table.
+    """
     if isinstance(columns, pd.DataFrame):
         columns = {str(k): v for k, v in columns.to_dict(orient="list").items()}
     if not schema:
@@ -412,13 +428,15 @@ def conform(columns: Columns | pd.DataFrame, schema: Schema | None) -> Conformed
     result: dict[str, Any] = {}
     for column in schema:
         name, dtype = column["name"], column["dtype"]
-        values = list(columns[name])
+        given = columns[name]
+        numeric = isinstance(given, np.ndarray) and given.dtype.kind in "iuf"
+        values = given if numeric else list(given)
         if dtype.startswith(("int", "float", "uint")):
-            result[name] = _numbers(name, values, dtype, schema)
+            result[name] = _numbers(name, values, dtype, schema, first_row)
         elif dtype == "bool":
             if not all(isinstance(v, (bool, np.bool_)) for v in values):
                 raise InputError(422, f"Column {name!r} expects true/false.", expected=schema)
             result[name] = np.asarray(values, dtype=bool)
         else:
-            result[name] = _others(name, values, dtype, schema)
+            result[name] = _others(name, values, dtype, schema, first_row)
     return Conformed(result, expected)

@@ -111,7 +111,7 @@ class Predictor:
         inside the model can still produce NaN or inf (a log of a negative value), and only the
         next step's check turns that into an error instead of a silently wrong prediction.
         """
-        predictions = self.estimator.predict(self._form(inputs))
+        predictions = self.estimator.predict(self.form(inputs))
         return [v.item() if hasattr(v, "item") else v for v in predictions]
 
     def probabilities(self, inputs: Conformed) -> list[dict[str, float]] | None:
@@ -123,12 +123,13 @@ class Predictor:
         if self.classes is None:
             return None
         try:
-            table = self.estimator.predict_proba(self._form(inputs))
+            table = self.estimator.predict_proba(self.form(inputs))
             return [dict(zip(self.classes, row.tolist(), strict=True)) for row in table]
         except Exception:  # e.g. a calibration step that fails where predict does not
             return None
 
-    def _form(self, inputs: Conformed) -> Any:
+    def form(self, inputs: Conformed) -> Any:
+        """What the estimator is called with: one array, or a DataFrame (batch scoring calls it too)."""
         return inputs.array() if self.takes_array else inputs.frame()
 
 

@@ -3,7 +3,9 @@
 Requests put (inputs, outputs, version, latency) on an in-memory queue; a daemon thread appends
 them as JSON lines to `predictions/<model>/<date>-<pid>.jsonl` once a second (and at shutdown):
 {"at", "request_id", "row", "version", "latency_ms", "input", "prediction"}, plus "proba" ({class:
-probability}, classifiers that have it) and "shadow": true on a shadow version's lines.
+probability}, classifiers that have it) and "shadow": true on a shadow version's lines. Batch scoring
+(`models.batch`, `workbench predict --log`) writes the same lines, `"batch": true` on each, to a file
+of its own (`batch_lines`).
 
 A classifier's probabilities are not needed for the answer, only for the log (live log loss), so
 they are computed here too, off the response path: the writer predicts them for everything queued
@@ -159,17 +161,29 @@ class PredictionLogger:
 
 
 def _lines(at: str, request_id: str, version: int, inputs: list[dict[str, Any]], outputs: list[Any],
-           latency_ms: float, probas: list[dict[str, float]] | None, shadow: bool) -> list[str]:  # fmt: skip
+           latency_ms: float, probas: list[dict[str, float]] | None, shadow: bool,
+           first_row: int = 0, batch: bool = False) -> list[str]:  # fmt: skip
     latency = round(latency_ms, 3)
     extra: dict[str, Any] = {"shadow": True} if shadow else {}
+    if batch:
+        extra["batch"] = True
     lines = []
     for index, (row, out) in enumerate(zip(inputs, outputs, strict=True)):
-        record = {"at": at, "request_id": request_id, "row": index, "version": version, "latency_ms": latency,
-                  "input": row, "prediction": out, **extra}  # fmt: skip
+        record = {"at": at, "request_id": request_id, "row": first_row + index, "version": version,
+                  "latency_ms": latency, "input": row, "prediction": out, **extra}  # fmt: skip
         if probas is not None:
             record["proba"] = probas[index]
         lines.append(json.dumps(record, default=_plain))
     return lines
+
+
+def batch_lines(request_id: str, version: int, inputs: Conformed, outputs: list[Any], latency_ms: float,
+                probas: list[dict[str, float]] | None, first_row: int) -> list[str]:  # fmt: skip
+    """The lines of rows `first_row`.. of a batch scoring job: a served request's lines, whose `row`
+    counts through the whole scored table (outcomes name a row of it) and which say `"batch": true`
+    (every reader selects the fields it knows, so the extra one is ignored where it does not matter)."""
+    at = datetime.now(timezone.utc).isoformat()
+    return _lines(at, request_id, version, inputs.records(), outputs, latency_ms, probas, False, first_row, True)
 
 
 def _request_lines(item: _Request, probas: list[dict[str, float]] | None) -> list[str]:
