@@ -221,3 +221,18 @@ def test_a_client_of_a_team_server_scores_locally_and_uploads_the_result(tmp_pat
         assert load("team_scored@1", ws)["prediction"].tolist() == expected
     finally:
         use_workspace(None)
+
+
+def test_the_output_frame_is_what_arrow_makes_of_it() -> None:
+    """`_frame` joins plain numeric columns as numpy (faster); every column equals `to_pandas`'s."""
+    import pyarrow as pa
+
+    from workbench.models.batch import _frame
+
+    parts = [
+        pa.RecordBatch.from_pydict({"id": ["a", "b"], "n": [1, None], "x": [0.5, 1.5], "ok": [True, False],
+                                    "prediction": [1, 2]}),
+        pa.RecordBatch.from_pydict({"id": ["c", None], "n": [3, 4], "x": [2.5, float("nan")], "ok": [False, True],
+                                    "prediction": [3, 4]}),
+    ]  # fmt: skip
+    pd.testing.assert_frame_equal(_frame(parts), pa.Table.from_batches(parts).to_pandas())

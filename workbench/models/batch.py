@@ -307,9 +307,24 @@ def _output(batch: Any, names: list[str], keys: list[str], batch_log: BatchLog |
 
 
 def _frame(parts: list[Any]) -> pd.DataFrame:
+    """The output chunks as one DataFrame, as `Table.to_pandas` makes it, with numeric columns
+    without nulls joined as numpy arrays: arrow's own conversion of a large first table cost more
+    than the whole scoring loop's predictions (~0.1 s for 5M rows in a fresh process)."""
+    import pandas as pd
     import pyarrow as pa
 
-    return pa.Table.from_batches(parts).to_pandas()
+    if not parts:
+        return pa.Table.from_batches(parts).to_pandas()
+    columns: dict[str, Any] = {}
+    for index, field in enumerate(parts[0].schema):
+        chunks = [part.column(index) for part in parts]
+        kind = field.type
+        plain = pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+        if plain and not any(chunk.null_count for chunk in chunks):
+            columns[field.name] = np.concatenate([chunk.to_numpy(zero_copy_only=False) for chunk in chunks])
+        else:
+            columns[field.name] = pa.chunked_array(chunks, kind).to_pandas()
+    return pd.DataFrame(columns, copy=False)
 
 
 def _register(into: str | None, target: Path | None, model: LoadedModel, source: _Input, ws: Workspace | None) -> Any:

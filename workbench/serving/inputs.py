@@ -386,8 +386,16 @@ class Conformed:
         return pd.DataFrame(self.columns, columns=self.names)
 
     def array(self) -> np.ndarray:
-        """One 2-D array (numeric schemas only): what scikit-learn makes of `frame()` itself."""
-        return np.column_stack([self.columns[name] for name in self.names])
+        """One 2-D array (numeric schemas only): what scikit-learn makes of `frame()` itself, in the
+        same column-major layout a DataFrame's float block has (each column one contiguous copy,
+        and the model's arithmetic sees the memory order it sees for a DataFrame)."""
+        values = [self.columns[name] for name in self.names]
+        if not values:
+            return np.empty((0, 0))
+        array = np.empty((len(values[0]), len(values)), dtype=np.result_type(*values), order="F")
+        for index, column in enumerate(values):
+            array[:, index] = column
+        return array
 
     def records(self) -> list[dict[str, Any]]:
         """One plain dict per row (for the prediction log)."""
