@@ -2,7 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
 import workbench as wb
+from workbench.workspace import Workspace, init_workspace, use_workspace
+
+
+@contextmanager
+def module_workspace(root: Path) -> Iterator[Workspace]:
+    """A fresh workspace in `root` that is this process's current one (and the CLI's, through
+    WORKBENCH_HOME and the working folder) while the block runs: a module-scoped fixture's world."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WORKBENCH_HOME", str(root / ".workbench"))
+        patch.chdir(root)
+        ws = init_workspace(root / ".workbench")
+        use_workspace(ws)
+        try:
+            yield ws
+        finally:
+            use_workspace(None)
 
 
 def train_run(C: float = 1.0, features: list[str] | None = None, snapshot: str = "wine") -> str:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import VENV_BIN
-from model_fixtures import train_run
+from model_fixtures import module_workspace, train_run
 from sklearn.metrics import accuracy_score
 
 import workbench as wb
@@ -29,18 +29,13 @@ FEATURES = ["alcohol", "malic_acid", "color_intensity", "proline"]
 def scoring(tmp_path_factory: pytest.TempPathFactory, wine_frame: pd.DataFrame) -> Iterator[dict[str, Any]]:
     """A workspace with snapshot `wine` (an id, 13 features, the label) and model `wine@production`."""
     root = tmp_path_factory.mktemp("batch")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("WORKBENCH_HOME", str(root / ".workbench"))
-        patch.chdir(root)
-        ws = init_workspace(root / ".workbench")
-        use_workspace(ws)
+    with module_workspace(root) as ws:
         frame = wine_frame.copy()
         frame.insert(0, "sample_id", np.arange(len(frame)))
         wb.snapshot("wine", frame)
         wb.promote(train_run(), "wine")
         estimator, version = wb.load_model("wine@production")
         yield {"ws": ws, "root": root, "frame": frame, "estimator": estimator, "version": version}
-        use_workspace(None)
 
 
 def _leftovers(ws: Any) -> list[str]:

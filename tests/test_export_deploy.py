@@ -29,7 +29,7 @@ import httpx
 import pytest
 import yaml
 from conftest import run_cli_in_process
-from model_fixtures import train_run
+from model_fixtures import module_workspace, train_run
 
 import workbench as wb
 from workbench.errors import NotFoundError, ValidationError
@@ -45,20 +45,12 @@ KINDS = {"Deployment": "V1Deployment", "Service": "V1Service", "HorizontalPodAut
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory, wine_frame) -> Iterator[Any]:
     """A workspace with wine@production (version 1), the current workspace of this module's tests."""
-    from workbench.workspace import init_workspace, use_workspace
 
     root = tmp_path_factory.mktemp("deploy")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("WORKBENCH_HOME", str(root / ".workbench"))
-        patch.chdir(root)
-        ws = init_workspace(root / ".workbench")
-        use_workspace(ws)
+    with module_workspace(root) as ws:
         wb.snapshot("wine", wine_frame)
         wb.promote(train_run())
-        try:
-            yield ws
-        finally:
-            use_workspace(None)
+        yield ws
 
 
 # -- Kubernetes

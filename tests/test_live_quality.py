@@ -15,13 +15,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import VENV_BIN
-from model_fixtures import train_run
+from model_fixtures import module_workspace, train_run
 from sklearn.metrics import accuracy_score, f1_score, log_loss, mean_absolute_error, root_mean_squared_error
 
 import workbench as wb
 from workbench.errors import ValidationError
 from workbench.quality.live import LiveQuality, live_quality
-from workbench.workspace import Workspace, init_workspace, use_workspace
+from workbench.workspace import Workspace
 
 FEATURES = ["alcohol", "malic_acid", "color_intensity", "proline"]
 REGRESSION_FEATURES = ["malic_acid", "color_intensity", "proline"]
@@ -69,11 +69,7 @@ def logged(tmp_path_factory: pytest.TempPathFactory, wine_frame: pd.DataFrame) -
     from sklearn.linear_model import Ridge
 
     root = tmp_path_factory.mktemp("live")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("WORKBENCH_HOME", str(root / ".workbench"))
-        patch.chdir(root)
-        ws = init_workspace(root / ".workbench")
-        use_workspace(ws)
+    with module_workspace(root) as ws:
         wb.snapshot("wine", wine_frame)
         wb.promote(train_run(C=0.01))
         wb.promote(train_run(C=10.0))
@@ -111,7 +107,6 @@ def logged(tmp_path_factory: pytest.TempPathFactory, wine_frame: pd.DataFrame) -
         _outcomes(ws, "acidity", [{"request_id": k[0], "row": k[1], "outcome": v} for k, v in alcohol.items()])
         yield {"ws": ws, "root": root, "lines": pd.DataFrame(lines), "truth": truth,
                "regression": pd.DataFrame(regression_lines), "alcohol": alcohol}  # fmt: skip
-        use_workspace(None)
 
 
 def _expected(lines: pd.DataFrame, window: str) -> pd.DataFrame:

@@ -21,7 +21,7 @@ import httpx
 import pytest
 import yaml
 from conftest import VENV_BIN
-from model_fixtures import train_run
+from model_fixtures import module_workspace, train_run
 from prometheus_client.parser import text_string_to_metric_families
 
 import workbench as wb
@@ -98,14 +98,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, wine_frame) -> Iterator[Stac
     scraped every second by Prometheus with the exported rules, config and dashboard; stopped after."""
     if PROMETHEUS is None or PROMTOOL is None:
         pytest.skip(NOT_INSTALLED)
-    from workbench.workspace import init_workspace, use_workspace
 
     root = tmp_path_factory.mktemp("prometheus")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("WORKBENCH_HOME", str(root / ".workbench"))
-        patch.chdir(root)
-        ws = init_workspace(root / ".workbench")
-        use_workspace(ws)
+    with module_workspace(root) as ws:
         wb.snapshot("wine", wine_frame)
         wb.promote(train_run())
         server_port, prometheus_port = _free_port(), _free_port()
@@ -127,7 +122,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, wine_frame) -> Iterator[Stac
         finally:
             _stop(prometheus)
             _stop(server)
-            use_workspace(None)
 
 
 @pytest.fixture(scope="module")
