@@ -16,7 +16,6 @@ Screenshots (300 px sidebar): /tmp/lab_team_light.png, /tmp/lab_team_dark.png, /
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 import urllib.error
@@ -30,7 +29,7 @@ import pytest
 from conftest import VENV_BIN, write_notebook
 from lab_server import CHROMIUM, CHROMIUM_ARGS, TOKEN, require_browser, running_lab, set_sidebar_width
 from test_team_logging import client_env
-from test_team_server import Server, add_user, start_server
+from test_team_server import Server, empty_team
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -51,18 +50,13 @@ TABLE_HOOK = "document.querySelector('.wb-RunsTable').wbRunsTable"
 def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The server, its users, and alice's notebook run recorded from her own client process."""
     home = tmp_path_factory.mktemp("lab-team") / ".workbench"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
-    subprocess.run([str(VENV_BIN / "workbench"), "--home", str(home), "init"], check=True, env=env,
-                   capture_output=True)  # fmt: skip
-    tokens = {name: add_user(home, name, role) for name, role in USERS.items()}
-    server = start_server(home)
-    server.tokens = tokens
+    server = empty_team(home, USERS)
     try:
         laptop = home.parent / "alice-laptop"
         laptop.mkdir()
         nb = write_notebook(laptop / "train.ipynb", PARAMS, TRAIN)
         done = subprocess.run([str(VENV_BIN / "workbench"), "run", str(nb), "-p", "lr=0.4", "-e", "team-demo",
-                               "--json"], cwd=laptop, env=client_env(laptop, server.url, tokens["alice"]),
+                               "--json"], cwd=laptop, env=client_env(laptop, server.url, server.tokens["alice"]),
                               capture_output=True, text=True, timeout=180)  # fmt: skip
         assert done.returncode == 0, done.stdout + done.stderr
         server.alice_run = json.loads(done.stdout)["run_id"]  # type: ignore[attr-defined]

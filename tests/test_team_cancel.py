@@ -9,15 +9,14 @@ notebook and what it logged before. Real processes on loopback: one server, clie
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 from conftest import VENV_BIN, write_notebook
-from test_team_logging import client_env, start_server
-from test_team_server import Server, add_user
+from test_team_logging import client_env
+from test_team_server import Server, empty_team
 
 pytestmark = pytest.mark.slow
 
@@ -33,13 +32,7 @@ USERS = {"alice": "editor", "carl": "editor", "bob": "maintainer", "vera": "view
 
 @pytest.fixture(scope="module")
 def team(tmp_path_factory: pytest.TempPathFactory) -> Server:
-    home = tmp_path_factory.mktemp("team-cancel") / ".workbench"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
-    subprocess.run([str(VENV_BIN / "workbench"), "--home", str(home), "init"], check=True, env=env,
-                   capture_output=True)  # fmt: skip
-    tokens = {name: add_user(home, name, role) for name, role in USERS.items()}
-    server = start_server(home)
-    server.tokens = tokens
+    server = empty_team(tmp_path_factory.mktemp("team-cancel") / ".workbench", USERS)
     yield server
     server.stop()
 

@@ -113,6 +113,18 @@ def start_server(home: Path, *options: str, scheme: str = "http", verify: bool |
     raise AssertionError(f"the server did not answer /health within 60 s:\n{log.read_text()}")
 
 
+def empty_team(home: Path, users: dict[str, str]) -> Server:
+    """A new empty workspace at `home` (`workbench init`), `users` (name -> role) added, served by a
+    started server whose `tokens` are the users' tokens."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
+    subprocess.run([str(VENV_BIN / "workbench"), "--home", str(home), "init"], check=True, env=env,
+                   capture_output=True)  # fmt: skip
+    tokens = {name: add_user(home, name, role) for name, role in users.items()}
+    server = start_server(home)
+    server.tokens = tokens
+    return server
+
+
 def make_workspace(home: Path, wine_frame) -> dict[str, str]:
     """A workspace with the wine snapshot, two finished runs, and model wine: v1 (production) and v2 (staging)."""
     from model_fixtures import train_run
