@@ -51,6 +51,10 @@ class StoreBusyError(WorkbenchError):
     exit_code = 3
 
 
+class CatalogCorruptError(WorkbenchError):
+    """The catalog file fails DuckDB's block checksums: it cannot be opened until rebuilt or restored."""
+
+
 class WriteConflictError(StoreBusyError):
     """Two concurrent writes touched the same catalog rows; this one was rolled back and may be retried."""
 

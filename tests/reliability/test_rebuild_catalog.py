@@ -78,6 +78,27 @@ def test_corrupt_catalog_is_moved_aside_and_rebuilt(ws):
     assert _state(ids) == before
 
 
+def test_a_block_failing_its_checksum_is_a_clear_error_then_a_rebuild(ws, cli):
+    """The damage a crash mid-checkpoint has left once (a block whose checksum no longer matches):
+    every command says what is wrong and what to run, without a traceback; the rebuild recovers."""
+    ids = _log_runs(2)
+    before = _state(ids)
+    with open(ws.catalog_path, "r+b") as catalog:  # flip bytes inside the first block after the headers
+        catalog.seek(12288 + 64)
+        damaged = bytes(b ^ 0xFF for b in catalog.read(16))
+        catalog.seek(12288 + 64)
+        catalog.write(damaged)
+    forget_migrations()
+
+    listed = cli("runs", "list")
+    assert listed.returncode == 2 and "Traceback" not in listed.stderr, listed.stderr
+    assert "is damaged and cannot be opened" in listed.stderr and "doctor --rebuild-catalog" in listed.stderr
+    rebuilt = cli("doctor", "--rebuild-catalog")  # exit 1: it says what could not be recovered (the audit log)
+    assert rebuilt.returncode == 1 and "NOT recovered: the audit log" in rebuilt.stdout, rebuilt.stdout + rebuilt.stderr
+    forget_migrations()
+    assert _state(ids) == before
+
+
 def test_readable_catalog_keeps_snapshots_models_and_audit(ws):
     """A rebuild of a catalog that still opens copies what only it knows (snapshots, models, audit)."""
     wb.snapshot("wine", pd.DataFrame({"a": [1, 2, 3]}))

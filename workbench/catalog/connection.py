@@ -35,7 +35,7 @@ from typing import TypeVar
 
 import duckdb
 
-from workbench.errors import StoreBusyError, WorkbenchError, WriteConflictError
+from workbench.errors import CatalogCorruptError, StoreBusyError, WorkbenchError, WriteConflictError
 from workbench.workspace import Workspace
 
 DEFAULT_LOCK_TIMEOUT_S = 120.0
@@ -124,6 +124,14 @@ def _open_with_retry(path: str) -> duckdb.DuckDBPyConnection:
                 ) from exc
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 1.6, 0.25)
+        except duckdb.Error as exc:  # DuckDB refuses a file whose blocks fail their checksums
+            if "corrupt" not in str(exc).lower():
+                raise
+            raise CatalogCorruptError(
+                f"The catalog {path} is damaged and cannot be opened ({exc}).",
+                "Run 'workbench doctor --rebuild-catalog': it moves the file aside and rebuilds the catalog "
+                "from the run folders and says what only the catalog held (docs/reliability.md).",
+            ) from exc
 
 
 def _protect_catalog(ws: Workspace) -> None:
