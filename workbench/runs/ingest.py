@@ -157,25 +157,36 @@ def metric_columns(folded: list[dict[str, Any]]) -> dict[str, Any]:
     return {"run_id": run_ids, "key": keys, "step": steps, "value": values, "logged_at": logged_at}
 
 
+def run_values(fields: dict[str, Any]) -> dict[str, Any]:
+    """Runs-table values of folded run fields (all of a run's, or those an event changed): times
+    parsed, packages and error as JSON text."""
+    values = dict(fields)
+    for key in ("created_at", "started_at", "ended_at"):
+        if key in values:
+            values[key] = parse_time(values[key])
+    for key in ("packages", "error"):
+        if key in values:
+            values[key] = json.dumps(values[key]) if values[key] is not None else None
+    return values
+
+
+def artifact_row(run_id: str, event: dict[str, Any]) -> tuple[Any, ...]:
+    """A run_artifacts row from an artifact event."""
+    return (run_id, event["name"], event["kind"], event["blob"], event.get("size"), json.dumps(event.get("meta")),
+            parse_time(event.get("at")))  # fmt: skip
+
+
 def _frames(folded: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
     import pandas as pd
 
     runs, params, tags, artifacts, inputs = [], [], [], [], []
     for item in folded:
-        run = dict(item["run"])
+        run = run_values(item["run"])
         run_id = run["run_id"]
-        for key in ("created_at", "started_at", "ended_at"):
-            run[key] = parse_time(run.get(key))
-        for key in ("packages", "error"):
-            run[key] = json.dumps(run[key]) if run.get(key) is not None else None
         runs.append(run)
         params += [param_row(run_id, key, value) for key, value in item["params"].items()]
         tags += [(run_id, k, v) for k, v in item["tags"].items()]
-        artifacts += [
-            (run_id, a["name"], a["kind"], a["blob"], a.get("size"), json.dumps(a.get("meta")),
-             parse_time(a.get("at")))
-            for a in item["artifacts"].values()
-        ]  # fmt: skip
+        artifacts += [artifact_row(run_id, a) for a in item["artifacts"].values()]
         inputs += [(run_id, name, version) for name, version in item["inputs"]]
 
     def frame(rows: list, columns: list[str]) -> pd.DataFrame:

@@ -140,25 +140,18 @@ def _run_row(con: Any, run_id: str) -> dict[str, Any] | None:
 
 
 def _update_run(con: Any, delta: Delta) -> None:
-    from workbench.runs.ingest import parse_time
+    from workbench.runs.ingest import run_values
 
     if not delta.changes:
         return
-    values = dict(delta.changes)
-    for key in ("started_at", "ended_at"):
-        if key in values:
-            values[key] = parse_time(values[key])
-    if "error" in values:
-        import json
-
-        values["error"] = json.dumps(values["error"])
+    values = run_values(delta.changes)
     columns = ", ".join(f"{key} = ?" for key in values)
     con.execute(f"UPDATE runs SET {columns} WHERE run_id = ?", [*values.values(), delta.run_id])
 
 
 def _replace_keyed(con: Any, delta: Delta) -> None:
     """Params, tags and artifacts are the last value per key: the new ones replace the old rows."""
-    from workbench.runs.ingest import param_row, parse_time
+    from workbench.runs.ingest import artifact_row, param_row
 
     run_id = delta.run_id
     for key, value in delta.params.items():
@@ -168,14 +161,11 @@ def _replace_keyed(con: Any, delta: Delta) -> None:
         con.execute("DELETE FROM run_tags WHERE run_id = ? AND key = ?", [run_id, key])
         con.execute("INSERT INTO run_tags VALUES (?, ?, ?)", [run_id, key, value])
     for name, event in delta.artifacts.items():
-        import json
-
         con.execute("DELETE FROM run_artifacts WHERE run_id = ? AND name = ?", [run_id, name])
         con.execute(
             "INSERT INTO run_artifacts (run_id, name, kind, blob, size, meta, logged_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [run_id, name, event["kind"], event["blob"], event.get("size"), json.dumps(event.get("meta")),
-             parse_time(event.get("at"))],
-        )  # fmt: skip
+            list(artifact_row(run_id, event)),
+        )
     for name, version in delta.inputs:
         con.execute(
             "INSERT INTO run_inputs SELECT ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM run_inputs "
